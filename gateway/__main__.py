@@ -1,0 +1,7 @@
+"""`python -m gateway` runs the command line."""
+
+from __future__ import annotations
+
+from gateway.cli import main
+
+raise SystemExit(main())

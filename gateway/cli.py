@@ -1,0 +1,199 @@
+"""Command line: serve, simulate, demo, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from uvicorn.supervisors import Multiprocess
+
+from gateway import __version__
+from gateway.app import create_app
+from gateway.catalog import OPENAI_ALIASES, RESELLER_ALIASES
+from gateway.config import Config, ConfigError, build_catalogue, load_config
+from gateway.logs import LEVELS, configure_logging
+from gateway.secrets import mask
+from gateway.simulator import SimulatorSettings, create_simulator_app
+
+SIMULATOR_PREFIX = "/_simulator"
+
+
+class AppFactory:
+    """Builds the app inside each worker process (picklable, so `--workers N` can spawn it)."""
+
+    def __init__(self, config: Config, *, simulator: SimulatorSettings | None = None) -> None:
+        self.config = config
+        self.simulator = simulator
+
+    def __call__(self) -> Starlette:
+        extra = []
+        if self.simulator is not None:
+            extra.append(Mount(SIMULATOR_PREFIX, app=create_simulator_app(self.simulator)))
+        return create_app(self.config, extra_routes=extra)
+
+
+def _run(app: Any, *, host: str, port: int, workers: int = 1, factory: bool = False) -> None:
+    config = uvicorn.Config(
+        app, host=host, port=port, factory=factory, workers=workers, log_config=None,
+        access_log=False, server_header=False, proxy_headers=False,
+    )
+    server = uvicorn.Server(config)
+    if workers > 1:
+        Multiprocess(config, target=server.run, sockets=[config.bind_socket()]).run()
+    else:
+        server.run()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load_or_exit(args.config)
+    host = args.host or config.server.host
+    port = args.port or config.server.port
+    workers = args.workers or config.server.workers
+    _run(AppFactory(config), host=host, port=port, workers=workers, factory=True)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    keys = tuple(args.upstream_key) if args.upstream_key else ("sim-upstream-key",)
+    settings = SimulatorSettings(upstream_keys=keys, delay=args.delay)
+    print(f"Seedance simulator on http://{args.host}:{args.port}/api/v3 "
+          f"(upstream keys: {', '.join(keys)})", flush=True)
+    _run(create_simulator_app(settings), host=args.host, port=args.port)
+    return 0
+
+
+def demo_config(args: argparse.Namespace, client_keys: Sequence[str]) -> tuple[Config, str]:
+    """A complete config for the demo: embedded simulator (or --upstream-url), SQLite."""
+    upstream_key = args.upstream_key or secrets.token_urlsafe(24)
+    upstream_url = args.upstream_url or f"http://127.0.0.1:{args.port}{SIMULATOR_PREFIX}/api/v3"
+    data = {
+        "server": {"host": args.host, "port": args.port},
+        "upstreams": [{
+            "name": "ark", "preset": "volcengine", "base_url": upstream_url,
+            "keys": [{"name": "demo", "secret": SecretStr(upstream_key)}],
+        }],
+        "models": {"aliases": {**RESELLER_ALIASES, **OPENAI_ALIASES}},
+        "client_keys": [
+            {"name": f"member-{i}", "secret": SecretStr(key)}
+            for i, key in enumerate(client_keys, start=1)
+        ],
+        "store": {"url": args.store},
+    }
+    return Config.model_validate(data, context={"env": {}}), upstream_key
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    client_keys = args.client_key or [f"sgw-demo-{secrets.token_urlsafe(12)}"]
+    config, upstream_key = demo_config(args, client_keys)
+    simulator = None
+    if not args.upstream_url:
+        simulator = SimulatorSettings(upstream_keys=(upstream_key,), delay=args.sim_delay)
+    base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+    print(_demo_banner(base, client_keys, simulated=simulator is not None), flush=True)
+    _run(AppFactory(config, simulator=simulator), host=args.host, port=args.port, factory=True)
+    return 0
+
+
+def _demo_banner(base: str, client_keys: Sequence[str], *, simulated: bool) -> str:
+    key = client_keys[0]
+    upstream = "the embedded Seedance simulator" if simulated else "the given upstream"
+    lines = [
+        f"seedance-gateway {__version__} demo, upstream: {upstream}",
+        f"  base URL:     {base}",
+        *(f"  client key {i}: {k}" for i, k in enumerate(client_keys, start=1)),
+        "",
+        "Native (Ark) API with curl:",
+        f"  curl -s {base}/api/v3/contents/generations/tasks \\",
+        f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\",
+        "    -d '{\"model\": \"doubao-seedance-2.0\", \"content\": "
+        "[{\"type\": \"text\", \"text\": \"a cat in the sun\"}], \"duration\": 5}'",
+        "",
+        "Volcengine Ark SDK (pip install volcengine-ark-runtime):",
+        "  from volcenginesdkarkruntime import Ark",
+        f"  client = Ark(base_url=\"{base}/api/v3\", api_key=\"{key}\")",
+        "  task = client.content_generation.tasks.create(model=\"doubao-seedance-2-0-260128\",",
+        "      content=[{\"type\": \"text\", \"text\": \"a cat in the sun\"}])",
+        "  print(client.content_generation.tasks.get(task_id=task.id).status)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load_or_exit(args.file)
+    print(f"{args.file}: OK")
+    print(f"  store: {config.store.url}")
+    for upstream in config.upstreams:
+        keys = ", ".join(f"{k.name}={mask(k.secret)}" for k in upstream.keys)
+        print(f"  upstream {upstream.name}: {upstream.base_url} (preset {upstream.preset}, "
+              f"validation {'on' if upstream.validation else 'off'}, keys: {keys})")
+    for client in config.client_keys:
+        cred = f"secret {mask(client.secret)}" if client.secret else "sha256 digest"
+        print(f"  client key {client.name}: {cred}, models: {', '.join(client.models)}")
+    catalogue = build_catalogue(config)
+    for spec in catalogue.models():
+        print(f"  model {spec.name} -> {spec.upstream}/{spec.upstream_model}: "
+              f"{'/'.join(spec.resolutions)}, {spec.duration_min}-{spec.duration_max}s")
+    for alias, target in sorted(catalogue.aliases().items()):
+        print(f"  alias {alias} -> {target}")
+    return 0
+
+
+def _load_or_exit(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="seedance-gateway", description=__doc__)
+    root.add_argument("--version", action="version", version=__version__)
+    root.add_argument("--log-level", choices=LEVELS, default="info")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway from a config file")
+    serve.add_argument("--config", required=True, metavar="FILE")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    sim = sub.add_parser("simulate", help="run the built-in Seedance simulator alone")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9090)
+    sim.add_argument("--upstream-key", action="append", metavar="KEY")
+    sim.add_argument("--delay", type=float, default=3.0, metavar="SECONDS")
+    sim.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser("demo", help="gateway + embedded simulator, no config file needed")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--client-key", action="append", metavar="KEY")
+    demo.add_argument("--upstream-url", metavar="URL")
+    demo.add_argument("--upstream-key", metavar="KEY")
+    demo.add_argument("--store", default="sqlite:///seedance-gateway-demo.db", metavar="URL")
+    demo.add_argument("--sim-delay", type=float, default=3.0, metavar="SECONDS")
+    demo.set_defaults(func=cmd_demo)
+
+    check = sub.add_parser("check-config", help="validate a config file and print it, masked")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=cmd_check_config)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "demo" and args.upstream_url and not args.upstream_key:
+        parser().error("--upstream-url needs --upstream-key")
+    configure_logging(args.log_level)
+    result: int = args.func(args)
+    return result

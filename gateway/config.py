@@ -1,0 +1,230 @@
+"""The gateway's configuration: YAML validated into one immutable object."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.catalog import PRESETS, Catalogue, ModelSpec, preset_models
+from gateway.secrets import resolve_secret
+
+Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class UpstreamKeyConfig(_Frozen):
+    """A named upstream (Ark) API key; the secret is a reference, never a literal."""
+
+    name: str = Field(pattern=_NAME)
+    secret: Secret
+
+
+class Timeouts(_Frozen):
+    """Seconds. `read` covers a whole upstream answer; downloads stream with the same read gap."""
+
+    connect: float = Field(default=5.0, gt=0)
+    read: float = Field(default=60.0, gt=0)
+    write: float = Field(default=60.0, gt=0)
+    pool: float = Field(default=5.0, gt=0)
+
+
+class UpstreamConfig(_Frozen):
+    name: str = Field(pattern=_NAME)
+    preset: str = "volcengine"
+    base_url: str = Field(pattern=r"^https?://")
+    keys: tuple[UpstreamKeyConfig, ...] = Field(min_length=1)
+    timeouts: Timeouts = Timeouts()
+    validation: bool = True
+    max_connections: int = Field(default=100, ge=1)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        if value not in PRESETS:
+            raise ValueError(f"unknown preset {value!r}; expected one of {', '.join(PRESETS)}")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> UpstreamConfig:
+        names = [k.name for k in self.keys]
+        if len(set(names)) != len(names):
+            raise ValueError("upstream key names must be unique")
+        return self
+
+
+class ModelOverride(_Frozen):
+    """Adds a model or overrides fields of a preset one (matched by `name`)."""
+
+    name: str
+    upstream: str | None = None
+    upstream_model: str | None = None
+    family: str | None = None
+    resolutions: tuple[str, ...] | None = None
+    ratios: tuple[str, ...] | None = None
+    duration_min: int | None = None
+    duration_max: int | None = None
+    duration_auto: bool | None = None
+    max_images: int | None = None
+    max_videos: int | None = None
+    max_audios: int | None = None
+    audio_only: bool | None = None
+    service_tiers: tuple[str, ...] | None = None
+
+
+class ModelsConfig(_Frozen):
+    aliases: dict[str, str] = Field(default_factory=dict)
+    overrides: tuple[ModelOverride, ...] = ()
+
+
+class ClientKeyConfig(_Frozen):
+    """A team member's gateway key: a secret reference or the sha256 hex of the key."""
+
+    name: str = Field(pattern=_NAME)
+    secret: Secret | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    models: tuple[str, ...] = ("*",)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ClientKeyConfig:
+        if (self.secret is None) == (self.sha256 is None):
+            raise ValueError("give exactly one of `secret` or `sha256`")
+        return self
+
+    def digest(self) -> bytes:
+        if self.secret is not None:
+            return hashlib.sha256(self.secret.get_secret_value().encode()).digest()
+        assert self.sha256 is not None
+        return bytes.fromhex(self.sha256)
+
+
+class StoreConfig(_Frozen):
+    url: str = Field(default="sqlite:///seedance-gateway.db", pattern=r"^sqlite://")
+
+
+class OpenAIConfig(_Frozen):
+    size_policy: Literal["nearest", "strict"] = "nearest"
+    duration_policy: Literal["clamp", "strict"] = "clamp"
+
+
+class ServerConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+
+
+class Config(_Frozen):
+    server: ServerConfig = ServerConfig()
+    upstreams: tuple[UpstreamConfig, ...] = Field(min_length=1)
+    models: ModelsConfig = ModelsConfig()
+    client_keys: tuple[ClientKeyConfig, ...] = Field(min_length=1)
+    store: StoreConfig = StoreConfig()
+    openai: OpenAIConfig = OpenAIConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        for kind, names in (("upstream", [u.name for u in self.upstreams]),
+                            ("client key", [k.name for k in self.client_keys])):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {kind} names: {', '.join(dupes)}")
+        digests = [k.digest() for k in self.client_keys]
+        if len(set(digests)) != len(digests):
+            raise ValueError("two client keys have the same secret")
+        build_catalogue(self)  # raises ValueError naming the bad alias or override
+        return self
+
+    def upstream(self, name: str) -> UpstreamConfig:
+        for upstream in self.upstreams:
+            if upstream.name == name:
+                return upstream
+        raise KeyError(name)
+
+
+def build_catalogue(config: Config) -> Catalogue:
+    upstream_names = {u.name for u in config.upstreams}
+    specs: dict[str, ModelSpec] = {}
+    for upstream in config.upstreams:
+        for spec in preset_models(upstream.preset, upstream.name):
+            specs.setdefault(spec.name, spec)
+    for override in config.models.overrides:
+        fields = override.model_dump(exclude_none=True)
+        if fields.get("upstream", None) not in (None, *upstream_names):
+            raise ValueError(f"model {override.name!r}: unknown upstream {fields['upstream']!r}")
+        base = specs.get(override.name)
+        if base is None:
+            missing = {"upstream", "upstream_model", "resolutions"} - fields.keys()
+            if missing:
+                raise ValueError(
+                    f"model {override.name!r} is new, so it needs {', '.join(sorted(missing))}"
+                )
+            fields.setdefault("family", "custom")
+            specs[override.name] = ModelSpec(**fields)
+        else:
+            specs[override.name] = ModelSpec(**{**_spec_fields(base), **fields})
+    return Catalogue(specs.values(), config.models.aliases)
+
+
+def _spec_fields(spec: ModelSpec) -> dict[str, Any]:
+    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message names the field."""
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data if data is not None else {}, env=env, source=str(path))
+
+
+def parse_config(
+    data: Any, *, env: Mapping[str, str] | None = None, source: str = "config"
+) -> Config:
+    try:
+        return Config.model_validate(data, context={"env": os.environ if env is None else env})
+    except ValidationError as exc:
+        lines = [f"{source}: invalid configuration"]
+        errors = exc.errors(include_url=False, include_input=False)
+        locs = [tuple(e["loc"]) for e in errors]
+        for error, loc in zip(errors, locs, strict=True):
+            # A list whose only item failed also reports itself as too short: noise.
+            if any(other[: len(loc)] == loc and other != loc for other in locs):
+                continue
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            lines.append(f"  {where}: {error['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+

@@ -1,0 +1,165 @@
+"""The native Ark surface: /api/v3/contents/generations/tasks create, get, list, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import tasks
+from gateway.auth import ClientIdentity
+from gateway.errors import GatewayError, model_not_found
+from gateway.http import (
+    error_response,
+    json_response,
+    parse_json,
+    raw_json_response,
+    read_body,
+    with_errors,
+)
+from gateway.services import Services
+from gateway.store.base import ListQuery, TaskRecord
+from gateway.translate.seedance_validation import (
+    parse_list_params,
+    require_model,
+    validate_create,
+)
+from gateway.upstream import UpstreamReply
+
+PREFIX = "/api/v3/contents/generations/tasks"
+LIST_WINDOW_SECONDS = 7 * 24 * 3600  # Ark lists and gets only the last 7 days
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _identity(request: Request, services: Services) -> ClientIdentity:
+    return services.client_keys.authenticate(request.headers.get("authorization"))
+
+
+def _client_request_id(request: Request) -> str | None:
+    """Sent upstream: the Ark SDK's own id when it sent one, else the gateway's request id."""
+    sent = request.headers.get("x-client-request-id")
+    return sent if sent else request.scope.get("state", {}).get("request_id")
+
+
+def _reply_headers(request: Request, reply: UpstreamReply | None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if reply is not None and reply.request_id:
+        headers["x-upstream-request-id"] = reply.request_id
+    client_id = request.headers.get("x-client-request-id")
+    if client_id:
+        headers["x-client-request-id"] = client_id
+    return headers
+
+
+async def create_task(request: Request) -> Response:
+    services = _services(request)
+    identity = _identity(request, services)
+    raw = await read_body(request, services.config.server.max_body_bytes)
+    body = parse_json(raw)
+    name = require_model(body)
+    spec = services.catalogue.resolve(name)
+    if spec is None:
+        raise model_not_found(name)
+    identity.require_model(name)
+    upstream = services.upstream_for(spec)
+    if upstream.validation:
+        validate_create(body, spec)
+    if spec.upstream_model != name:
+        body["model"] = spec.upstream_model
+        raw = orjson.dumps(body)
+    tier = body.get("service_tier")
+    new_task = tasks.NewTask(
+        spec=spec, body=raw, surface="native", prompt=tasks.first_prompt(body),
+        service_tier=tier if isinstance(tier, str) else "default",
+    )
+    try:
+        _, reply = await tasks.create(services, identity, new_task,
+                                      request_id=_client_request_id(request))
+    except tasks.UpstreamError as error:
+        return _forward_error(request, error)
+    return raw_json_response(reply.body, 200, _reply_headers(request, reply))
+
+
+async def get_task(request: Request) -> Response:
+    services = _services(request)
+    identity = _identity(request, services)
+    record = await tasks.owned(services, identity, request.path_params["task_id"])
+    try:
+        _, reply = await tasks.refresh(services, record, request_id=_client_request_id(request))
+    except tasks.UpstreamError as error:
+        return _forward_error(request, error)
+    return raw_json_response(reply.body, 200, _reply_headers(request, reply))
+
+
+async def delete_task(request: Request) -> Response:
+    services = _services(request)
+    identity = _identity(request, services)
+    raw = await read_body(request, 64 * 1024)
+    if raw.strip() and not isinstance(parse_json(raw), dict):
+        raise GatewayError(400, "InvalidParameter", "The request body must be a JSON object.")
+    record = await tasks.owned(services, identity, request.path_params["task_id"])
+    try:
+        reply = await tasks.cancel(services, record, request_id=_client_request_id(request))
+    except tasks.UpstreamError as error:
+        return _forward_error(request, error)
+    return raw_json_response(reply.body or b"{}", 200, _reply_headers(request, reply))
+
+
+async def list_tasks(request: Request) -> Response:
+    services = _services(request)
+    identity = _identity(request, services)
+    params = parse_list_params(request.query_params.multi_items())
+    query = ListQuery(
+        owner=identity.name, statuses=params.statuses, task_ids=params.task_ids,
+        model=params.model, service_tier=params.service_tier,
+        offset=(params.page_num - 1) * params.page_size, limit=params.page_size,
+        created_after=int(services.clock()) - LIST_WINDOW_SECONDS,
+    )
+    records, total = await services.store.list(query)
+    return json_response({"items": [ark_task_view(r) for r in records], "total": total},
+                         headers=_reply_headers(request, None))
+
+
+def ark_task_view(record: TaskRecord) -> dict[str, Any]:
+    """The last task body the upstream returned, completed from the record where unknown."""
+    view: dict[str, Any] = {
+        "id": record.task_id, "model": record.upstream_model, "status": record.status,
+        "error": None, "content": {}, "created_at": record.created_at,
+        "updated_at": record.updated_at, "service_tier": record.service_tier,
+    }
+    if record.task_json:
+        try:
+            known = orjson.loads(record.task_json)
+        except orjson.JSONDecodeError:
+            known = None
+        if isinstance(known, dict):
+            view.update(known)
+    view["status"] = record.status  # the record may know of a cancel the body predates
+    return view
+
+
+def _forward_error(request: Request, error: tasks.UpstreamError) -> Response:
+    """Upstream errors reach native clients verbatim: status, body, upstream request id."""
+    reply = error.reply
+    headers = {**_reply_headers(request, reply), **error.headers}
+    if reply.body.lstrip().startswith(b"{"):
+        return raw_json_response(reply.body, reply.status, headers)
+    response = error_response(error, "ark")
+    response.headers.update(headers)
+    return response
+
+
+def routes() -> list[Route]:
+    return [
+        Route(PREFIX, with_errors("ark", create_task), methods=["POST"]),
+        Route(PREFIX, with_errors("ark", list_tasks), methods=["GET"]),
+        Route(PREFIX + "/{task_id}", with_errors("ark", get_task), methods=["GET"]),
+        Route(PREFIX + "/{task_id}", with_errors("ark", delete_task), methods=["DELETE"]),
+    ]

@@ -1,0 +1,16 @@
+"""Task records: what the gateway remembers about every task it created."""
+
+from __future__ import annotations
+
+from gateway.store.base import ListQuery, TaskRecord, TaskStore
+from gateway.store.sqlite import SQLiteTaskStore, StoreError
+
+
+def open_store(url: str) -> TaskStore:
+    """The store a `store.url` names (the store is opened in the app's lifespan)."""
+    if url.startswith("sqlite://"):
+        return SQLiteTaskStore.from_url(url)
+    raise StoreError(f"unsupported store url {url.split('://')[0]}://…; use sqlite:///path.db")
+
+
+__all__ = ["ListQuery", "SQLiteTaskStore", "StoreError", "TaskRecord", "TaskStore", "open_store"]

@@ -1,0 +1,85 @@
+"""The task record and the store interface every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Surface = Literal["native", "openai"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "expired", "cancelled"})
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """One upstream task, as the gateway knows it (translation.md §1).
+
+    ``task_id`` is the upstream id (``cgt-…``) and is the id on both surfaces. ``task_json`` is the
+    last task body the upstream returned (verbatim bytes), or ``None`` before the first poll.
+    """
+
+    task_id: str
+    owner: str  # client key name
+    upstream: str
+    upstream_key: str  # upstream key *name*; polls/cancels/downloads must reuse it
+    model: str  # client-facing model name (alias kept)
+    upstream_model: str
+    surface: Surface
+    created_at: int
+    updated_at: int
+    status: str = "queued"
+    prompt: str | None = None
+    requested_size: str | None = None  # OpenAI `size` as sent
+    requested_seconds: str | None = None  # OpenAI `seconds` as sent
+    service_tier: str = "default"
+    usage_tokens: int | None = None
+    task_json: bytes | None = None
+    deleted: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """One owner's task listing: Ark filters plus cursor or page paging."""
+
+    owner: str
+    statuses: Sequence[str] = ()
+    task_ids: Sequence[str] = ()
+    model: str | None = None
+    service_tier: str | None = None
+    surface: Surface | None = None
+    newest_first: bool = True
+    offset: int = 0
+    limit: int = 20
+    after_id: str | None = None  # OpenAI cursor: records strictly after this one in the order
+    created_after: int | None = None  # Ark lists only the last 7 days
+
+
+class TaskStore(Protocol):
+    """Persistence for task records. Every method is scoped to what the caller may see."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def add(self, record: TaskRecord) -> None: ...
+
+    async def get(self, task_id: str, owner: str) -> TaskRecord | None:
+        """The record if it exists, is not deleted and belongs to ``owner``."""
+        ...
+
+    async def update_status(
+        self, task_id: str, *, status: str, updated_at: int, usage_tokens: int | None,
+        task_json: bytes,
+    ) -> None: ...
+
+    async def mark_deleted(self, task_id: str) -> None: ...
+
+    async def list(self, query: ListQuery) -> tuple[list[TaskRecord], int]:
+        """A page of records and the total number matching the filters."""
+        ...

@@ -1,0 +1,166 @@
+"""The task pipeline both surfaces share: translated body → upstream key → upstream → record.
+
+Surfaces translate their own request into a native body before calling in here, and translate
+the results back afterwards. Upstream answers that are not a success come back as
+:class:`UpstreamError`, carrying the upstream's own status and body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.auth import ClientIdentity
+from gateway.catalog import ModelSpec
+from gateway.errors import GatewayError, UpstreamBadResponse, not_found_task
+from gateway.services import Services
+from gateway.store.base import Surface, TaskRecord
+from gateway.upstream import UpstreamReply
+
+
+class UpstreamError(GatewayError):
+    """A non-success answer from the upstream, kept verbatim for the native surface."""
+
+    def __init__(self, reply: UpstreamReply, *, is_create: bool = False) -> None:
+        code, message, param = "UpstreamError", f"upstream answered HTTP {reply.status}", None
+        try:
+            error = orjson.loads(reply.body).get("error")
+        except (orjson.JSONDecodeError, AttributeError):
+            error = None
+        if isinstance(error, dict):
+            code = str(error.get("code") or code)
+            message = str(error.get("message") or message)
+            param = str(error["param"]) if error.get("param") else None
+        headers = {}
+        if is_create and reply.status >= 500:
+            # The upstream may have created the task before failing: a retry could bill twice.
+            headers["x-should-retry"] = "false"
+        super().__init__(reply.status, code, message, param=param, headers=headers)
+        self.reply = reply
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A create, already translated into the native body the upstream will receive."""
+
+    spec: ModelSpec
+    body: bytes
+    surface: Surface
+    prompt: str | None
+    service_tier: str = "default"
+    requested_size: str | None = None
+    requested_seconds: str | None = None
+
+
+def first_prompt(body: dict[str, Any]) -> str | None:
+    content = body.get("content")
+    if isinstance(content, list):
+        for item in content:
+            if isinstance(item, dict) and item.get("type") == "text":
+                text = item.get("text")
+                return text if isinstance(text, str) else None
+    return None
+
+
+async def create(
+    services: Services, identity: ClientIdentity, task: NewTask, *, request_id: str | None
+) -> tuple[TaskRecord, UpstreamReply]:
+    upstream = services.upstream_for(task.spec)
+    key = upstream.next_key()
+    reply = await upstream.create_task(task.body, key=key, client_request_id=request_id)
+    if reply.status != 200:
+        raise UpstreamError(reply, is_create=True)
+    try:
+        task_id = orjson.loads(reply.body)["id"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        task_id = None
+    if not isinstance(task_id, str) or not task_id:
+        error = UpstreamBadResponse("the upstream accepted the task but returned no task id")
+        error.headers["x-should-retry"] = "false"
+        raise error
+    now = int(services.clock())
+    record = TaskRecord(
+        task_id=task_id, owner=identity.name, upstream=upstream.name, upstream_key=key,
+        model=task.spec.name, upstream_model=task.spec.upstream_model, surface=task.surface,
+        created_at=now, updated_at=now, prompt=task.prompt, service_tier=task.service_tier,
+        requested_size=task.requested_size, requested_seconds=task.requested_seconds,
+    )
+    await services.store.add(record)
+    return record, reply
+
+
+async def owned(services: Services, identity: ClientIdentity, task_id: str) -> TaskRecord:
+    record = await services.store.get(task_id, identity.name)
+    if record is None:
+        raise not_found_task(task_id)
+    return record
+
+
+async def refresh(
+    services: Services, record: TaskRecord, *, request_id: str | None
+) -> tuple[dict[str, Any], UpstreamReply]:
+    """GET the task upstream with the key that created it and remember what changed."""
+    upstream = services.upstream_of(record)
+    reply = await upstream.get_task(record.task_id, key=record.upstream_key,
+                                    client_request_id=request_id)
+    if reply.status == 404:
+        # Deleted or aged out upstream: it is gone for the owner too.
+        await services.store.mark_deleted(record.task_id)
+    if reply.status != 200:
+        raise UpstreamError(reply)
+    try:
+        task = orjson.loads(reply.body)
+    except orjson.JSONDecodeError:
+        raise UpstreamBadResponse("the upstream returned a task that is not JSON") from None
+    if not isinstance(task, dict) or not isinstance(task.get("status"), str):
+        raise UpstreamBadResponse("the upstream returned a task without a status")
+    status = task["status"]
+    if status != record.status or record.task_json is None:
+        usage = task.get("usage")
+        tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+        updated_at = task.get("updated_at")
+        record.status = status
+        record.updated_at = updated_at if isinstance(updated_at, int) else int(services.clock())
+        record.usage_tokens = tokens if isinstance(tokens, int) else record.usage_tokens
+        record.task_json = reply.body
+        await services.store.update_status(
+            record.task_id, status=status, updated_at=record.updated_at,
+            usage_tokens=record.usage_tokens, task_json=reply.body,
+        )
+    return task, reply
+
+
+async def cancel(
+    services: Services, record: TaskRecord, *, request_id: str | None
+) -> UpstreamReply:
+    """Ark DELETE: cancels a queued task, deletes a finished one, refuses a running one."""
+    upstream = services.upstream_of(record)
+    reply = await upstream.delete_task(record.task_id, key=record.upstream_key,
+                                       client_request_id=request_id)
+    if reply.status == 404:
+        await services.store.mark_deleted(record.task_id)
+    if reply.status != 200:
+        raise UpstreamError(reply)
+    if record.terminal:
+        await services.store.mark_deleted(record.task_id)
+    else:
+        now = int(services.clock())
+        record.status = "cancelled"
+        await services.store.update_status(
+            record.task_id, status="cancelled", updated_at=now, usage_tokens=None,
+            task_json=_with_status(record.task_json, "cancelled", now),
+        )
+    return reply
+
+
+def _with_status(task_json: bytes | None, status: str, now: int) -> bytes:
+    try:
+        task = orjson.loads(task_json) if task_json else {}
+    except orjson.JSONDecodeError:
+        task = {}
+    if not isinstance(task, dict):
+        task = {}
+    task.update(status=status, updated_at=now)
+    return orjson.dumps(task)
