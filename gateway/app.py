@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import native
+from gateway import downloads, native, videos
 from gateway.auth import ClientKeys
 from gateway.config import Config, build_catalogue
 from gateway.errors import GatewayError
-from gateway.http import error_response, json_response
+from gateway.http import Shape, error_response, json_response
 from gateway.middleware import RequestIdMiddleware
 from gateway.services import Services
 from gateway.store import open_store
@@ -61,7 +61,8 @@ def create_app(
             await services.store.close()
 
     app = Starlette(
-        routes=[*extra_routes, *native.routes(), *_health_routes()],
+        routes=[*extra_routes, *native.routes(), *downloads.routes(), *videos.routes(),
+                *_health_routes()],
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
     )
@@ -86,7 +87,7 @@ def _health_routes() -> list[Route]:
 async def _http_exception(request: Request, exc: Exception) -> Response:
     """Unknown paths and wrong methods, in the envelope of the surface they were aimed at."""
     assert isinstance(exc, HTTPException)
-    shape = "openai" if request.url.path.startswith("/v1/") else "ark"
+    shape: Shape = "openai" if request.url.path.startswith("/v1/") else "ark"
     if exc.status_code == 405:
         error = GatewayError(405, "MethodNotAllowed",
                              f"{request.method} is not supported on {request.url.path}.")

@@ -46,7 +46,7 @@ def _run(app: Any, *, host: str, port: int, workers: int = 1, factory: bool = Fa
     )
     server = uvicorn.Server(config)
     if workers > 1:
-        Multiprocess(config, target=server.run, sockets=[config.bind_socket()]).run()
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
         server.run()
 

@@ -130,6 +130,7 @@ class StoreConfig(_Frozen):
 class OpenAIConfig(_Frozen):
     size_policy: Literal["nearest", "strict"] = "nearest"
     duration_policy: Literal["clamp", "strict"] = "clamp"
+    poll_after_ms: int = Field(default=5000, ge=0, le=60000)
 
 
 class ServerConfig(_Frozen):

@@ -14,7 +14,7 @@ def incoming_request_id(scope: Scope) -> str:
     """A caller's `X-Request-ID` when it is safe to echo and log, else a fresh one."""
     for name, value in scope["headers"]:
         if name == b"x-request-id" and _SANE_ID.match(value):
-            return value.decode("ascii")
+            return str(value, "ascii")
     return uuid.uuid4().hex
 
 

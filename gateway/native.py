@@ -10,7 +10,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import tasks
-from gateway.auth import ClientIdentity
 from gateway.errors import GatewayError, model_not_found
 from gateway.http import (
     error_response,
@@ -20,7 +19,7 @@ from gateway.http import (
     read_body,
     with_errors,
 )
-from gateway.services import Services
+from gateway.services import caller_of, request_id_of, services_of
 from gateway.store.base import ListQuery, TaskRecord
 from gateway.translate.seedance_validation import (
     parse_list_params,
@@ -33,19 +32,10 @@ PREFIX = "/api/v3/contents/generations/tasks"
 LIST_WINDOW_SECONDS = 7 * 24 * 3600  # Ark lists and gets only the last 7 days
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-def _identity(request: Request, services: Services) -> ClientIdentity:
-    return services.client_keys.authenticate(request.headers.get("authorization"))
-
-
 def _client_request_id(request: Request) -> str | None:
     """Sent upstream: the Ark SDK's own id when it sent one, else the gateway's request id."""
     sent = request.headers.get("x-client-request-id")
-    return sent if sent else request.scope.get("state", {}).get("request_id")
+    return sent if sent else request_id_of(request)
 
 
 def _reply_headers(request: Request, reply: UpstreamReply | None) -> dict[str, str]:
@@ -59,8 +49,8 @@ def _reply_headers(request: Request, reply: UpstreamReply | None) -> dict[str, s
 
 
 async def create_task(request: Request) -> Response:
-    services = _services(request)
-    identity = _identity(request, services)
+    services = services_of(request)
+    identity = caller_of(request, services)
     raw = await read_body(request, services.config.server.max_body_bytes)
     body = parse_json(raw)
     name = require_model(body)
@@ -88,8 +78,8 @@ async def create_task(request: Request) -> Response:
 
 
 async def get_task(request: Request) -> Response:
-    services = _services(request)
-    identity = _identity(request, services)
+    services = services_of(request)
+    identity = caller_of(request, services)
     record = await tasks.owned(services, identity, request.path_params["task_id"])
     try:
         _, reply = await tasks.refresh(services, record, request_id=_client_request_id(request))
@@ -99,8 +89,8 @@ async def get_task(request: Request) -> Response:
 
 
 async def delete_task(request: Request) -> Response:
-    services = _services(request)
-    identity = _identity(request, services)
+    services = services_of(request)
+    identity = caller_of(request, services)
     raw = await read_body(request, 64 * 1024)
     if raw.strip() and not isinstance(parse_json(raw), dict):
         raise GatewayError(400, "InvalidParameter", "The request body must be a JSON object.")
@@ -113,8 +103,8 @@ async def delete_task(request: Request) -> Response:
 
 
 async def list_tasks(request: Request) -> Response:
-    services = _services(request)
-    identity = _identity(request, services)
+    services = services_of(request)
+    identity = caller_of(request, services)
     params = parse_list_params(request.query_params.multi_items())
     query = ListQuery(
         owner=identity.name, statuses=params.statuses, task_ids=params.task_ids,

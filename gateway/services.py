@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.auth import ClientKeys
+from starlette.requests import Request
+
+from gateway.auth import ClientIdentity, ClientKeys
 from gateway.catalog import Catalogue, ModelSpec
 from gateway.config import Config
 from gateway.errors import GatewayError
@@ -35,3 +37,18 @@ class Services:
                 "This task was created with an upstream key that is no longer configured.",
             )
         return upstream
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def caller_of(request: Request, services: Services) -> ClientIdentity:
+    """The authenticated client key behind a request (401 if none)."""
+    return services.client_keys.authenticate(request.headers.get("authorization"))
+
+
+def request_id_of(request: Request) -> str | None:
+    request_id: str | None = request.scope.get("state", {}).get("request_id")
+    return request_id

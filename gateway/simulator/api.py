@@ -10,15 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.simulator.ark_errors import ArkError, invalid_parameter, json_response, task_not_found
+from gateway.simulator.ark_errors import ArkError, json_response, task_not_found
 from gateway.simulator.files import LAST_FRAME_FILE, VIDEO_FILE, signed_url
+from gateway.simulator.listing import ListQuery
 from gateway.simulator.state import SimulatorState, simulator_of
-from gateway.simulator.submission import SERVICE_TIERS, read_submission
+from gateway.simulator.submission import read_submission
 from gateway.simulator.tasks import TERMINAL_STATUSES, Phase, TaskRecord
 
 TASKS_PATH = "/api/v3/contents/generations/tasks"
-# `expired` cannot be filtered on, per the list API's enum.
-LISTABLE_STATUSES: tuple[str, ...] = ("queued", "running", "cancelled", "succeeded", "failed")
 
 
 def _ark(request: Request, error: ArkError) -> Response:
@@ -54,31 +53,20 @@ async def get_task(request: Request) -> Response:
 
 async def list_tasks(request: Request) -> Response:
     sim = simulator_of(request)
-    query = request.query_params
     try:
-        page_num = _page_bound(query.get("page_num"), "page_num", 1)
-        page_size = _page_bound(query.get("page_size"), "page_size", 20)
-        status = _one_of(query.get("filter.status"), "filter.status", LISTABLE_STATUSES)
-        tier = _one_of(query.get("filter.service_tier"), "filter.service_tier", SERVICE_TIERS)
+        query = ListQuery.read(request.query_params)
     except ArkError as error:
         return _ark(request, error)
-    task_ids = set(query.getlist("filter.task_ids"))
-    model = query.get("filter.model")
     now = sim.clock()
-    matches: list[tuple[TaskRecord, Phase]] = []
-    for task in reversed(sim.tasks.values()):  # insertion order is creation order: newest first
-        phase = task.phase(now)
-        sub = task.submission
-        if (task.deleted or task.owner_key != request.state.upstream_key
-                or (task_ids and task.id not in task_ids)
-                or (status is not None and phase.status != status)
-                or sub.service_tier != (tier or "default")
-                or (model and model not in (sub.requested_model, sub.model.reported_as))):
-            continue
-        matches.append((task, phase))
-    page = matches[(page_num - 1) * page_size:page_num * page_size]
+    key = request.state.upstream_key
+    matches = [
+        (task, phase)
+        for task in reversed(sim.tasks.values())  # insertion order is creation order
+        if not task.deleted and task.owner_key == key
+        and query.admits(task, phase := task.phase(now))
+    ]
     return json_response({
-        "items": [_task_body(request, sim, task, phase) for task, phase in page],
+        "items": [_task_body(request, sim, task, phase) for task, phase in query.page(matches)],
         "total": len(matches),
     })
 
@@ -114,29 +102,12 @@ def _task_body(request: Request, sim: SimulatorState, task: TaskRecord, phase: P
     content: dict[str, str] = {}
     if phase.status == "succeeded":
         # Re-signed on every read, like Ark: each GET starts a fresh validity window.
-        base = str(request.base_url)
+        # root_path, not base_url: mounted under a prefix (the demo), links must keep it.
+        base = f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}"
         content["video_url"] = signed_url(sim, base, task.id, VIDEO_FILE)
         if task.submission.return_last_frame:
             content["last_frame_url"] = signed_url(sim, base, task.id, LAST_FRAME_FILE)
     return task.body(phase, content)
-
-
-def _page_bound(raw: str | None, name: str, default: int) -> int:
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid_parameter(name, f"`{name}` must be an integer") from None
-    if not 1 <= value <= 500:
-        raise invalid_parameter(name, f"`{name}` must be between 1 and 500")
-    return value
-
-
-def _one_of(raw: str | None, name: str, allowed: tuple[str, ...]) -> str | None:
-    if raw is not None and raw not in allowed:
-        raise invalid_parameter(name, f"`{name}` must be one of {', '.join(allowed)}")
-    return raw
 
 
 def api_routes() -> list[Route]:

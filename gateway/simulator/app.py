@@ -31,10 +31,9 @@ def create_simulator_app(settings: SimulatorSettings) -> Starlette:
 
 async def _routing_error(request: Request, exc: Exception) -> Response:
     # Unknown paths and wrong methods still answer in Ark's error envelope.
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    code = {404: "NotFound", 405: "MethodNotAllowed"}.get(status, "InternalServiceError")
-    message = exc.detail if isinstance(exc, HTTPException) else "Internal error."
-    response = ArkError(status, code, f"{message}.").response(request.state.request_id)
-    if isinstance(exc, HTTPException) and exc.headers:
-        response.headers.update(exc.headers)  # e.g. Allow on 405
+    assert isinstance(exc, HTTPException)
+    code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "InvalidRequest")
+    error = ArkError(exc.status_code, code, f"{exc.detail}.")
+    response = error.response(request.state.request_id)
+    response.headers.update(exc.headers or {})  # e.g. Allow on 405
     return response

@@ -46,14 +46,16 @@ class ArkFrontDoor:
         scope.setdefault("state", {})["request_id"] = request_id
         headers = Headers(scope=scope)
         send = _with_id_headers(send, request_id, headers.get("x-client-request-id"))
-        if not scope["path"].startswith(API_PREFIX):
+        # Mounted under a prefix (the demo), scope["path"] still holds the full path.
+        path = scope["path"][len(scope.get("root_path", "")):]
+        if not path.startswith(API_PREFIX):
             await self.app(scope, receive, send)
             return
 
         body = await _read_body(receive)
         self.simulator.record(RecordedRequest(
             method=scope["method"],
-            path=scope["path"],
+            path=path,
             query=scope["query_string"].decode("latin-1"),
             headers={name: ", ".join(headers.getlist(name)) for name in headers},
             body=body[:RECORDED_BODY_LIMIT],

@@ -96,7 +96,7 @@ def translate_create(
     duration_policy: DurationPolicy,
 ) -> OpenAICreate:
     """The native create body for an OpenAI create (JSON body, or unflattened multipart)."""
-    for name in TEXT_FIELDS.intersection(files).difference(fields):
+    for name in sorted(TEXT_FIELDS.intersection(files).difference(fields)):
         raise _wrong_type(name, "a string, but got a file instead")
     prompt = _prompt(fields.get("prompt"))
     spec = _model(fields.get("model"), catalogue)
@@ -206,7 +206,7 @@ def _duration(value: object, spec: ModelSpec, policy: DurationPolicy, param: str
     elif isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
     else:
-        raise _wrong_type(param, f"a whole number of seconds such as '8', got '{_shown(str(value))}'")
+        raise _wrong_type(param, f"whole seconds such as '8', got '{_shown(str(value))}'")
     if not number.is_integer():
         raise _invalid(param, f"'{_shown(str(value))}' is not a whole number of seconds")
     seconds, low, high = int(number), spec.duration_min, spec.duration_max

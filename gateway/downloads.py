@@ -1,0 +1,113 @@
+"""GET /v1/videos/{id}/content: streams the result file from its signed URL, Range included.
+
+The file is relayed chunk by chunk as the upstream sends it, so memory stays flat whatever its
+size. A signed URL that has expired is refreshed once by a new GET of the task.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from gateway import tasks
+from gateway.errors import GatewayError, UpstreamUnavailable
+from gateway.http import with_errors
+from gateway.services import caller_of, request_id_of, services_of
+from gateway.store.base import TaskRecord
+from gateway.videos import PREFIX, owned_video, stored_task
+
+VARIANT_URLS = {"video": "video_url", "thumbnail": "last_frame_url"}
+FORWARDED_REQUEST_HEADERS = ("range", "if-range")
+FORWARDED_RESPONSE_HEADERS = ("content-type", "content-length", "content-range",
+                              "accept-ranges", "last-modified", "etag")
+EXPIRED_STATUSES = (401, 403, 404, 410)  # what object stores answer for a stale signature
+
+
+class UpstreamFileResponse(Response):
+    """Relays an open upstream response; closes it however the client goes away."""
+
+    def __init__(self, upstream: httpx.Response, stack: AsyncExitStack) -> None:
+        self.upstream = upstream
+        self.stack = stack
+        headers = {k: v for k in FORWARDED_RESPONSE_HEADERS
+                   if (v := upstream.headers.get(k)) is not None}
+        super().__init__(status_code=upstream.status_code, headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+            if scope["method"] != "HEAD":
+                async for chunk in self.upstream.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await self.stack.aclose()
+
+
+async def video_content(request: Request) -> Response:
+    services = services_of(request)
+    identity = caller_of(request, services)
+    record = await owned_video(services, identity, request.path_params["video_id"])
+    variant = request.query_params.get("variant") or "video"
+    if variant == "spritesheet":
+        raise GatewayError(404, "variant_not_available",
+                           "The spritesheet variant is not available: Seedance produces no "
+                           "spritesheet. Use variant=video or variant=thumbnail.", param="variant")
+    if variant not in VARIANT_URLS:
+        raise GatewayError(400, "invalid_value", "variant must be one of video, thumbnail, "
+                           "spritesheet.", param="variant")
+    headers = {k: v for k in FORWARDED_REQUEST_HEADERS if (v := request.headers.get(k))}
+
+    refreshed = False
+    task = stored_task(record)
+    if record.status != "succeeded" or task is None:
+        task, _ = await tasks.refresh(services, record, request_id=request_id_of(request))
+        refreshed = True
+    url = _file_url(record, task, variant)
+    while True:
+        stack = AsyncExitStack()
+        upstream = await stack.enter_async_context(
+            services.upstream_of(record).open_file(url, headers=headers))
+        if upstream.status_code not in EXPIRED_STATUSES or refreshed:
+            break
+        await stack.aclose()  # a stale signature: ask the upstream for a fresh URL, once
+        task, _ = await tasks.refresh(services, record, request_id=request_id_of(request))
+        url, refreshed = _file_url(record, task, variant), True
+    if upstream.status_code not in (200, 206, 304, 416):
+        status = upstream.status_code
+        await stack.aclose()
+        raise UpstreamUnavailable(f"the result file could not be fetched (HTTP {status})",
+                                  may_exist=False)
+    return UpstreamFileResponse(upstream, stack)
+
+
+def _file_url(record: TaskRecord, task: dict[str, Any], variant: str) -> str:
+    status = task.get("status")
+    if status != "succeeded":
+        if status in ("queued", "running"):
+            message = f"Video {record.task_id} is not ready yet; its status is {status}."
+        else:
+            message = f"Video {record.task_id} has no content: it ended {status}."
+        raise GatewayError(404, "video_not_ready", message, param="video_id")
+    content = task.get("content")
+    url = content.get(VARIANT_URLS[variant]) if isinstance(content, dict) else None
+    if not isinstance(url, str) or not url:
+        what = "a thumbnail" if variant == "thumbnail" else "a video file"
+        raise GatewayError(404, "variant_not_available",
+                           f"Video {record.task_id} has no {what}"
+                           + (" (it was created without return_last_frame)."
+                              if variant == "thumbnail" else "."),
+                           param="variant")
+    return url
+
+
+def routes() -> list[Route]:
+    return [Route(PREFIX + "/{video_id}/content", with_errors("openai", video_content),
+                  methods=["GET", "HEAD"])]

@@ -1,0 +1,226 @@
+"""The OpenAI surface: /v1/videos create, retrieve, list, delete (content is in downloads.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import orjson
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import tasks
+from gateway.auth import ClientIdentity
+from gateway.errors import GatewayError
+from gateway.http import json_response, parse_json, read_body, with_errors
+from gateway.services import Services, caller_of, request_id_of, services_of
+from gateway.store.base import ListQuery, TaskRecord
+from gateway.translate.openai_form import unflatten_form
+from gateway.translate.openai_request import UploadedFile, translate_create
+from gateway.translate.openai_video import deleted_video, poll_after_ms, video_from_task
+from gateway.translate.seedance_validation import validate_create
+
+PREFIX = "/v1/videos"
+MAX_LIST_LIMIT = 100
+DEFAULT_LIST_LIMIT = 20
+UNSUPPORTED = {
+    "remix": "Remixing a video is not supported by this gateway (Seedance has no remix); "
+             "create a new video instead.",
+    "edits": "Video edits are not supported by this gateway yet.",
+    "extensions": "Video extensions are not supported by this gateway yet.",
+    "characters": "Sora characters are not supported by this gateway; send reference images "
+                  "in images[] with mode 'r2v' instead.",
+}
+
+
+def video_not_found(video_id: str) -> GatewayError:
+    return GatewayError(404, "video_not_found", f"No video found with id '{video_id}'.",
+                        param="video_id")
+
+
+async def owned_video(services: Services, identity: ClientIdentity, video_id: str) -> TaskRecord:
+    record = await services.store.get(video_id, identity.name)
+    if record is None:
+        raise video_not_found(video_id)
+    return record
+
+
+async def create_video(request: Request) -> Response:
+    services = services_of(request)
+    identity = caller_of(request, services)
+    fields, files = await _create_fields(request, services.config.server.max_body_bytes)
+    policy = services.config.openai
+    create = translate_create(fields, files=files, catalogue=services.catalogue,
+                              size_policy=policy.size_policy,
+                              duration_policy=policy.duration_policy)
+    identity.require_model(create.spec.name)
+    if services.upstream_for(create.spec).validation:
+        validate_create(create.body, create.spec)
+    tier = create.body.get("service_tier")
+    new_task = tasks.NewTask(
+        spec=create.spec, body=orjson.dumps(create.body), surface="openai",
+        prompt=create.prompt, service_tier=tier if isinstance(tier, str) else "default",
+        requested_size=create.requested_size, requested_seconds=create.requested_seconds,
+    )
+    record, _ = await tasks.create(services, identity, new_task, request_id=request_id_of(request))
+    video = video_from_task(record, None, now=int(services.clock()))
+    return json_response(video, headers=_poll_headers(services, record, None))
+
+
+async def _create_fields(
+    request: Request, limit: int
+) -> tuple[dict[str, Any], dict[str, UploadedFile]]:
+    """Multipart (with or without file parts) and JSON bodies are equivalent."""
+    content_type = request.headers.get("content-type", "").lower()
+    body = await read_body(request, limit)
+    if content_type.startswith("multipart/form-data"):
+        return await _multipart_fields(request, body)
+    if content_type.startswith("application/json") or not content_type:
+        data = parse_json(body) if body.strip() else {}
+        if not isinstance(data, dict):
+            raise GatewayError(400, "invalid_json", "The request body must be a JSON object.")
+        return data, {}
+    raise GatewayError(415, "unsupported_content_type",
+                       "Send the video request as multipart/form-data or application/json.")
+
+
+async def _multipart_fields(
+    request: Request, body: bytes
+) -> tuple[dict[str, Any], dict[str, UploadedFile]]:
+    async def once() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    parser = MultiPartParser(request.headers, once(), max_files=16, max_fields=1000,
+                             max_part_size=len(body) + 1)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise GatewayError(400, "invalid_multipart", f"Malformed multipart body: {exc.message}") \
+            from None
+    text: list[tuple[str, str]] = []
+    files: dict[str, UploadedFile] = {}
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            files[name] = UploadedFile(value.filename, value.content_type, await value.read())
+            await value.close()
+        else:
+            text.append((name, value))
+    await form.close()
+    return unflatten_form(text), files
+
+
+async def retrieve_video(request: Request) -> Response:
+    services = services_of(request)
+    identity = caller_of(request, services)
+    record = await owned_video(services, identity, request.path_params["video_id"])
+    task, _ = await tasks.refresh(services, record, request_id=request_id_of(request))
+    video = video_from_task(record, task, now=int(services.clock()))
+    return json_response(video, headers=_poll_headers(services, record, task))
+
+
+def _poll_headers(
+    services: Services, record: TaskRecord, task: dict[str, Any] | None
+) -> dict[str, str]:
+    if poll_after_ms(record, task) is None:
+        return {}
+    return {"openai-poll-after-ms": str(services.config.openai.poll_after_ms)}
+
+
+async def list_videos(request: Request) -> Response:
+    services = services_of(request)
+    identity = caller_of(request, services)
+    params = request.query_params
+    limit = _list_limit(params.get("limit"))
+    order = params.get("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise GatewayError(400, "invalid_value", "order must be 'asc' or 'desc'.", param="order")
+    after = params.get("after") or None
+    if after is not None and await services.store.get(after, identity.name) is None:
+        raise GatewayError(400, "invalid_value", f"No video found with id '{after}' to list "
+                           "after.", param="after")
+    query = ListQuery(owner=identity.name, newest_first=order == "desc", limit=limit + 1,
+                      after_id=after)
+    records, _ = await services.store.list(query) if limit else ([], 0)
+    now = int(services.clock())
+    data = [video_from_task(r, stored_task(r), now=now) for r in records[:limit]]
+    return json_response({
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(records) > limit,
+    })
+
+
+def _list_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIST_LIMIT
+    if not raw.isdigit() or int(raw) > MAX_LIST_LIMIT:
+        raise GatewayError(400, "invalid_value",
+                           f"limit must be an integer from 0 to {MAX_LIST_LIMIT}.", param="limit")
+    return int(raw)
+
+
+def stored_task(record: TaskRecord) -> dict[str, Any] | None:
+    if record.task_json is None:
+        return None
+    try:
+        task = orjson.loads(record.task_json)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(task, dict):
+        return None
+    task["status"] = record.status  # a cancel the stored body predates
+    return task
+
+
+async def delete_video(request: Request) -> Response:
+    services = services_of(request)
+    identity = caller_of(request, services)
+    record = await owned_video(services, identity, request.path_params["video_id"])
+    try:
+        await tasks.cancel(services, record, request_id=request_id_of(request))
+    except tasks.UpstreamError as error:
+        if error.status in (400, 409) and record.status in ("running", "cancelled"):
+            raise _refused_delete(record, error) from None
+        raise
+    return json_response(deleted_video(record.task_id))
+
+
+def _refused_delete(record: TaskRecord, error: GatewayError) -> GatewayError:
+    if record.status == "cancelled":
+        reason = "it was already cancelled; cancelled videos are removed after 24 hours"
+    else:
+        reason = ("it is being generated and Seedance cannot cancel a running task; "
+                  "delete it once it has completed or failed")
+    return GatewayError(400, "video_not_deletable",
+                        f"Video {record.task_id} cannot be deleted now: {reason}. "
+                        f"(upstream: {error.message})", param="video_id")
+
+
+def _unsupported(operation: str) -> Any:
+    async def endpoint(request: Request) -> Response:
+        caller_of(request, services_of(request))
+        raise GatewayError(400, "unsupported_operation",
+                           f"'{operation}': {UNSUPPORTED[operation]}")
+
+    return with_errors("openai", endpoint)
+
+
+def routes() -> list[Route]:
+    # Literal segments before /{video_id}, as OpenAI's routes share that prefix.
+    return [
+        Route(PREFIX + "/edits", _unsupported("edits"), methods=["POST"]),
+        Route(PREFIX + "/extensions", _unsupported("extensions"), methods=["POST"]),
+        Route(PREFIX + "/characters", _unsupported("characters"), methods=["POST"]),
+        Route(PREFIX + "/characters/{character_id}", _unsupported("characters"),
+              methods=["GET"]),
+        Route(PREFIX + "/{video_id}/remix", _unsupported("remix"), methods=["POST"]),
+        Route(PREFIX, with_errors("openai", create_video), methods=["POST"]),
+        Route(PREFIX, with_errors("openai", list_videos), methods=["GET"]),
+        Route(PREFIX + "/{video_id}", with_errors("openai", retrieve_video), methods=["GET"]),
+        Route(PREFIX + "/{video_id}", with_errors("openai", delete_video), methods=["DELETE"]),
+    ]
