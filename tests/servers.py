@@ -85,6 +85,7 @@ def gateway_config(
             {"name": "bob", "secret": "${BOB_KEY}", "models": list(bob_models)},
         ],
         "store": {"url": store_url},
+        "openai": {"poll_after_ms": 100},  # tests poll fast; the default is 5000
         **(extra or {}),
     }
     env = {"UPSTREAM_KEY": FAKE_UPSTREAM_KEY, "ALICE_KEY": FAKE_ALICE_KEY, "BOB_KEY": FAKE_BOB_KEY}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 
-_ARK_TYPES: Mapping[int, str] = {
+_ARK_TYPES: Mapping[int, str] = MappingProxyType({
     400: "BadRequest",
     401: "Unauthorized",
     403: "Forbidden",
@@ -16,7 +17,7 @@ _ARK_TYPES: Mapping[int, str] = {
     405: "MethodNotAllowed",
     429: "TooManyRequests",
     500: "InternalServerError",
-}
+})
 
 
 class ArkError(Exception):

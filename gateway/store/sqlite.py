@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     task_json BLOB,
     deleted INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (owner, deleted, created_at, task_id);
+CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (owner, deleted, created_at);
 """
 
 _COLUMNS = (
@@ -106,7 +106,7 @@ class SQLiteTaskStore:
     async def add(self, record: TaskRecord) -> None:
         values = tuple(getattr(record, c) for c in _COLUMNS)
         self._conn.execute(
-            f"INSERT OR REPLACE INTO tasks ({', '.join(_COLUMNS)}) "
+            f"INSERT INTO tasks ({', '.join(_COLUMNS)}) "
             f"VALUES ({', '.join('?' * len(_COLUMNS))})",
             values,
         )
@@ -156,16 +156,17 @@ class SQLiteTaskStore:
         order = "DESC" if query.newest_first else "ASC"
         page_where, page_args = clause, list(args)
         if query.after_id is not None:
+            # Ties within one second are broken by insertion order (rowid), not by id.
             anchor = self._conn.execute(
-                "SELECT created_at, task_id FROM tasks WHERE task_id = ? AND owner = ?",
+                "SELECT created_at, rowid FROM tasks WHERE task_id = ? AND owner = ?",
                 (query.after_id, query.owner),
             ).fetchone()
             if anchor is None:
                 return [], total
-            page_where += f" AND (created_at, task_id) {'<' if query.newest_first else '>'} (?, ?)"
+            page_where += f" AND (created_at, rowid) {'<' if query.newest_first else '>'} (?, ?)"
             page_args.extend(anchor)
         rows = self._conn.execute(
-            f"{_SELECT} WHERE {page_where} ORDER BY created_at {order}, task_id {order} "
+            f"{_SELECT} WHERE {page_where} ORDER BY created_at {order}, rowid {order} "
             "LIMIT ? OFFSET ?",
             [*page_args, query.limit, query.offset],
         ).fetchall()

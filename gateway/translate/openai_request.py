@@ -100,7 +100,7 @@ def translate_create(
         raise _wrong_type(name, "a string, but got a file instead")
     prompt = _prompt(fields.get("prompt"))
     spec = _model(fields.get("model"), catalogue)
-    if _given(fields.get("characters")):
+    if _given(fields.get("characters")) and fields["characters"] not in ([], {}):
         raise _bad("unsupported_parameter", "characters", "Sora characters are not available on "
                    "this gateway; send the character's image in images[] with mode 'r2v'.")
     layers = _layers(fields)
