@@ -9,11 +9,6 @@ from types import MappingProxyType
 ALL_RATIOS: tuple[str, ...] = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive")
 RESELLER_RATIOS: tuple[str, ...] = ("16:9", "9:16", "1:1")
 
-# Optional native parameters a model may accept; anything else is forwarded unchecked.
-SEEDANCE_2_PARAMS: frozenset[str] = frozenset(
-    {"generate_audio", "priority", "tools", "return_last_frame", "watermark", "seed",
-     "safety_identifier", "callback_url", "execution_expires_after"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +34,6 @@ class ModelSpec:
     max_audios: int = 3
     audio_only: bool = False  # 2.5 allows reference audio without image/video
     service_tiers: tuple[str, ...] = ("default",)
-    params: frozenset[str] = SEEDANCE_2_PARAMS
     output_formats: tuple[str, ...] = ()  # empty: `output_format` not accepted
     task_types: tuple[str, ...] = ()  # empty: `omni_reference_task_type` not accepted
 

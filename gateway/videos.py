@@ -66,7 +66,7 @@ async def create_video(request: Request) -> Response:
         requested_size=create.requested_size, requested_seconds=create.requested_seconds,
     )
     record, _ = await tasks.create(services, identity, new_task, request_id=request_id_of(request))
-    video = video_from_task(record, None, now=int(services.clock()))
+    video = video_from_task(record, None, now=int(services.clock()), family=create.spec.family)
     return json_response(video, headers=_poll_headers(services, record, None))
 
 
@@ -117,8 +117,15 @@ async def retrieve_video(request: Request) -> Response:
     identity = caller_of(request, services)
     record = await owned_video(services, identity, request.path_params["video_id"])
     task, _ = await tasks.refresh(services, record, request_id=request_id_of(request))
-    video = video_from_task(record, task, now=int(services.clock()))
+    video = video_from_task(record, task, now=int(services.clock()),
+                            family=_family(services, record))
     return json_response(video, headers=_poll_headers(services, record, task))
+
+
+def _family(services: Services, record: TaskRecord) -> str | None:
+    """The model family picks Ark's pixel table; custom endpoint ids don't reveal it."""
+    spec = services.catalogue.resolve(record.model)
+    return spec.family if spec is not None else None
 
 
 def _poll_headers(
@@ -145,7 +152,8 @@ async def list_videos(request: Request) -> Response:
                       after_id=after)
     records, _ = await services.store.list(query) if limit else ([], 0)
     now = int(services.clock())
-    data = [video_from_task(r, stored_task(r), now=now) for r in records[:limit]]
+    data = [video_from_task(r, stored_task(r), now=now, family=_family(services, r))
+            for r in records[:limit]]
     return json_response({
         "object": "list",
         "data": data,

@@ -29,8 +29,10 @@ class TaskRecord:
     updated_at: int
     status: str = "queued"
     prompt: str | None = None
-    requested_size: str | None = None  # OpenAI `size` as sent
-    requested_seconds: str | None = None  # OpenAI `seconds` as sent
+    # What an OpenAI create implies for the output (Ark's pixel size, the final duration), so
+    # the Video shown before the first poll already matches what Ark will produce.
+    requested_size: str | None = None
+    requested_seconds: str | None = None
     service_tier: str = "default"
     usage_tokens: int | None = None
     task_json: bytes | None = None

@@ -96,8 +96,9 @@ def translate_create(
     duration_policy: DurationPolicy,
 ) -> OpenAICreate:
     """The native create body for an OpenAI create (JSON body, or unflattened multipart)."""
-    for name in sorted(TEXT_FIELDS.intersection(files).difference(fields)):
-        raise _wrong_type(name, "a string, but got a file instead")
+    sent_as_files = sorted(TEXT_FIELDS.intersection(files).difference(fields))
+    if sent_as_files:
+        raise _wrong_type(sent_as_files[0], "a string, but got a file instead")
     prompt = _prompt(fields.get("prompt"))
     spec = _model(fields.get("model"), catalogue)
     if _given(fields.get("characters")) and fields["characters"] not in ([], {}):

@@ -136,7 +136,9 @@ ALL_CASES = [
 
 
 @pytest.mark.parametrize(("rec", "tsk"), ALL_CASES)
-def test_all_thirteen_fields_are_always_present(rec: TaskRecord, tsk: dict[str, Any] | None) -> None:
+def test_all_thirteen_fields_are_always_present(
+    rec: TaskRecord, tsk: dict[str, Any] | None
+) -> None:
     got = video_from_task(rec, tsk, now=UPDATED + 5)
     assert set(got) == VIDEO_KEYS
     assert got["object"] == "video" and got["id"] == rec.task_id
