@@ -754,7 +754,7 @@ class Profiler:
         self.out = out
         self._args = [str(_py_spy()), "record", "--pid", str(pid), "--format", "speedscope",
                       "--output", str(out), "--rate", str(rate), "--subprocesses",
-                      "--nonblocking", "--duration", "600"]
+                      "--duration", "600"]
         if native:
             self._args.append("--native")
         self._log = workdir / "py-spy.log"

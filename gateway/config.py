@@ -131,6 +131,7 @@ class OpenAIConfig(_Frozen):
     size_policy: Literal["nearest", "strict"] = "nearest"
     duration_policy: Literal["clamp", "strict"] = "clamp"
     poll_after_ms: int = Field(default=5000, ge=0, le=60000)
+    default_model: str = "sora-2"  # used when an OpenAI create names no model
 
 
 class ServerConfig(_Frozen):

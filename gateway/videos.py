@@ -53,6 +53,8 @@ async def create_video(request: Request) -> Response:
     identity = caller_of(request, services)
     fields, files = await _create_fields(request, services.config.server.max_body_bytes)
     policy = services.config.openai
+    if fields.get("model") in (None, ""):
+        fields["model"] = policy.default_model
     create = translate_create(fields, files=files, catalogue=services.catalogue,
                               size_policy=policy.size_policy,
                               duration_policy=policy.duration_policy)

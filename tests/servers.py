@@ -66,13 +66,14 @@ def gateway_config(
     timeouts: Mapping[str, float] | None = None,
     aliases: Mapping[str, str] | None = None,
     bob_models: Sequence[str] = ("*",),
+    validation: bool = True,
 ) -> Config:
     """A config like a team would write: references to env vars, never literal secrets."""
     data: dict[str, Any] = {
         "upstreams": [{
             "name": "ark", "preset": "volcengine", "base_url": upstream_url,
             "keys": [{"name": "main", "secret": "${UPSTREAM_KEY}"}],
-            "timeouts": dict(timeouts or {}),
+            "timeouts": dict(timeouts or {}), "validation": validation,
         }],
         "models": {"aliases": dict(aliases or {
             "sora-2": "doubao-seedance-2-0-fast-260128",

@@ -245,3 +245,33 @@ def test_upstream_timeout_is_504_and_create_not_retried(
     assert response.headers["x-should-retry"] == "false"  # the task may exist upstream
     posts = [r for r in sim.app.state.simulator.requests if r.method == "POST"]
     assert len(posts) == 1
+
+
+def test_validation_can_be_switched_off_per_upstream(
+    simulator: ServerThread, start_gateway: GatewayFactory
+) -> None:
+    gateway = start_gateway(simulator.url + "/api/v3", validation=False)
+    # 17 s is outside 2.0's range: the gateway forwards it and the upstream decides.
+    created = ark(gateway).content_generation.tasks.create(
+        model=MODEL, content=TEXT, duration=17, extra_body={"brand_new_parameter": {"x": 1}})
+    assert created.id.startswith("cgt-")
+    sent = orjson.loads(simulator.app.state.simulator.requests[-1].body)
+    assert sent["duration"] == 17 and sent["brand_new_parameter"] == {"x": 1}
+
+
+def test_upstream_errors_reach_native_clients_verbatim(
+    start_simulator: SimulatorFactory, start_gateway: GatewayFactory
+) -> None:
+    sim = start_simulator(error_rate=1.0)
+    gateway = start_gateway(sim.url + "/api/v3")
+    response = httpx.post(f"{gateway.url}/api/v3/contents/generations/tasks",
+                          headers={"Authorization": f"Bearer {FAKE_ALICE_KEY}",
+                                   "X-Client-Request-Id": "client-abc"},
+                          json={"model": MODEL, "content": TEXT})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "InternalServiceError"
+    assert response.headers["x-should-retry"] == "false"  # a create: never blindly retried
+    assert response.headers["x-client-request-id"] == "client-abc"
+    assert response.headers["x-upstream-request-id"]
+    received = sim.app.state.simulator.requests[-1]
+    assert received.headers["x-client-request-id"] == "client-abc"
