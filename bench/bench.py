@@ -76,11 +76,13 @@ class Plan:
         return max(concurrency * 4, int(self.requests[concurrency] * scale))
 
     def warmup(self, concurrency: int, count: int) -> int:
-        # At least two rounds per connection, so every gateway->upstream connection is open too.
-        return max(concurrency * 2, 50, int(count * self.warmup_frac))
+        # At least two rounds per connection, so every gateway->upstream connection is open too,
+        # and at least one GET per seeded task: a task's first GET also writes its body to the
+        # store, a one-off cost that does not belong in the steady state.
+        return max(concurrency * 2, SEED_TASKS, int(count * self.warmup_frac))
 
 
-FULL = Plan(concurrency=(1, 16, 64), requests={1: 2000, 16: 5000, 64: 8000}, budget_s=20.0)
+FULL = Plan(concurrency=(1, 16, 64), requests={1: 2000, 16: 5000, 64: 6000}, budget_s=25.0)
 QUICK = Plan(concurrency=(1, 16, 64), requests={1: 300, 16: 800, 64: 1200}, budget_s=4.0,
              idle_s=1.0)
 
@@ -394,14 +396,22 @@ class Connections:
         budget = _Budget(count, seconds, self._issued)
         result = PhaseResult([], 0, 0.0, 0, Counter(), None)
         started = time.perf_counter()
-        workers = [self._worker(slot, make, budget, expect, result) for slot in range(self.size)]
-        # Hard stop well past the budget: a hung server must not hang the benchmark.
+        workers = [asyncio.ensure_future(self._worker(slot, make, budget, expect, result))
+                   for slot in range(self.size)]
         try:
-            await asyncio.wait_for(asyncio.gather(*workers), seconds + 30)
-        except TimeoutError:
-            result.errors += 1
-            result.error_sample = result.error_sample or "phase timed out"
+            # Hard stop well past the budget: a hung server must not hang the benchmark.
+            _, pending = await asyncio.wait(workers, timeout=seconds + 30)
+        finally:
+            # Also on Ctrl-C: reap every worker so none is left with an unretrieved exception.
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
         result.seconds = time.perf_counter() - started
+        failures = [w.exception() for w in workers if not w.cancelled() and w.exception()]
+        if pending or failures:
+            result.errors += len(pending) + len(failures)
+            result.error_sample = result.error_sample or (
+                repr(failures[0]) if failures else "phase timed out")
         self._issued = budget.next
         return result
 
@@ -528,6 +538,7 @@ class Point:
     max_ms: float | None
     bytes_in: int
     cpu_ms_per_req: dict[str, float]  # gateway / simulator / client
+    cpu_cores: dict[str, float]  # CPU seconds per wall second: 1.0 = one core saturated
     statuses: dict[str, int]
     error_sample: str | None = None
     added_p50_ms: float | None = None
@@ -576,7 +587,10 @@ def _point(scenario: Scenario, side: str, concurrency: int, phase: PhaseResult,
            before: dict[str, float], after: dict[str, float]) -> Point:
     done = len(phase.latencies_ns) + phase.errors
     ordered = sorted(phase.latencies_ns)
-    cpu = {name: (after[name] - before[name]) * 1000 / max(done, 1) for name in before}
+    used = {name: after[name] - before[name] for name in before}
+    cpu = {name: seconds * 1000 / max(done, 1) for name, seconds in used.items()}
+    cores = {name: seconds / phase.seconds if phase.seconds else 0.0
+             for name, seconds in used.items()}
     return Point(
         scenario=scenario.name, side=side, concurrency=concurrency, requests=done,
         errors=phase.errors, seconds=round(phase.seconds, 3),
@@ -584,7 +598,7 @@ def _point(scenario: Scenario, side: str, concurrency: int, phase: PhaseResult,
         p50_ms=percentile(ordered, 0.50), p99_ms=percentile(ordered, 0.99),
         mean_ms=statistics.fmean(ordered) / 1e6 if ordered else None,
         max_ms=ordered[-1] / 1e6 if ordered else None,
-        bytes_in=phase.bytes_in, cpu_ms_per_req=cpu,
+        bytes_in=phase.bytes_in, cpu_ms_per_req=cpu, cpu_cores=cores,
         statuses={str(k): v for k, v in sorted(phase.statuses.items())},
         error_sample=phase.error_sample,
     )
@@ -701,7 +715,7 @@ def _ms(value: float | None, width: int = 7) -> str:
 
 TABLE_HEADER = (f"{'scenario':<8} {'side':<8} {'conc':>4} {'reqs':>6} {'err':>4} {'req/s':>8} "
                 f"{'p50 ms':>7} {'p99 ms':>7} {'+p50 ms':>7} {'+p99 ms':>7} "
-                f"{'gw cpu':>7} {'sim cpu':>7} {'cli cpu':>7}")
+                f"{'gw cpu':>7} {'sim cpu':>7} {'cli cpu':>7} {'gw core':>7}")
 
 
 def format_table(points: Sequence[Point]) -> str:
@@ -712,10 +726,12 @@ def format_table(points: Sequence[Point]) -> str:
             f"{p.scenario:<8} {p.side:<8} {p.concurrency:>4} {p.requests:>6} {p.errors:>4} "
             f"{p.rps:>8.0f} {_ms(p.p50_ms)} {_ms(p.p99_ms)} {_ms(p.added_p50_ms)} "
             f"{_ms(p.added_p99_ms)} {_ms(gw_cpu)} {_ms(p.cpu_ms_per_req.get('simulator'))} "
-            f"{_ms(p.cpu_ms_per_req.get('client'))}"
+            f"{_ms(p.cpu_ms_per_req.get('client'))} "
+            f"{_ms(p.cpu_cores.get('gateway') if p.side == 'gateway' else None, 7)}"
         )
-    lines.append("cpu columns: CPU ms per request (utime+stime from /proc); "
-                 "+p50/+p99: gateway minus direct at the same concurrency")
+    lines.append("cpu columns: CPU ms per request (utime+stime from /proc); gw core: gateway CPU "
+                 "s per wall s (1.0 = one core busy);\n+p50/+p99: gateway minus direct at the same "
+                 "concurrency")
     return "\n".join(lines)
 
 
@@ -752,6 +768,8 @@ class Profiler:
 
     def __init__(self, pid: int, out: Path, *, rate: int, native: bool, workdir: Path) -> None:
         self.out = out
+        # Not --nonblocking: sampling without pausing the process truncated ~40% of the stacks
+        # here (coroutine frames change under the reader); the pause costs a little latency only.
         self._args = [str(_py_spy()), "record", "--pid", str(pid), "--format", "speedscope",
                       "--output", str(out), "--rate", str(rate), "--subprocesses",
                       "--duration", "600"]
@@ -789,38 +807,80 @@ def _py_spy() -> Path:
     raise RuntimeError("py-spy not found; install it into the venv (pip install py-spy)")
 
 
-def summarize_speedscope(path: Path, top: int) -> dict[str, list[tuple[str, float]]]:
-    """Self and inclusive time per function, and self time per package, as % of samples."""
+@dataclass
+class ProfileRow:
+    label: str
+    share: float  # % of on-CPU samples
+    ms_per_req: float  # share x the measured gateway CPU per request
+    caller: str = ""
+
+
+@dataclass
+class ProfileSummary:
+    samples: int
+    self_fn: list[ProfileRow]
+    inclusive: list[ProfileRow]
+    lines: list[ProfileRow]
+    packages: list[ProfileRow]
+
+
+def summarize_speedscope(path: Path, top: int, cpu_ms_per_req: float) -> ProfileSummary:
+    """Self time per function (with its main caller), per source line and per package, and
+    inclusive time per function, from py-spy's speedscope output (idle samples are not in it)."""
     data = json.loads(path.read_text())
-    frames = data["shared"]["frames"]
+    labels = [_frame_label(f) for f in data["shared"]["frames"]]
+    lines = [_frame_label(f, line=True) for f in data["shared"]["frames"]]
+    packages = [_package(f.get("file") or "") for f in data["shared"]["frames"]]
     own: Counter[str] = Counter()
+    callers: dict[str, Counter[str]] = {}
     inclusive: Counter[str] = Counter()
-    package: Counter[str] = Counter()
-    total = 0.0
+    own_line: Counter[str] = Counter()
+    own_package: Counter[str] = Counter()
+    total, samples = 0.0, 0
     for profile in data["profiles"]:
-        for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
+        for raw_stack, weight in zip(profile["samples"], profile["weights"], strict=True):
+            # py-spy --subprocesses puts a pseudo frame "process N:cmdline" at the root.
+            stack = [i for i in raw_stack if labels[i]]
             if not stack:
                 continue
-            total += weight
-            leaf = frames[stack[-1]]
-            own[_frame_label(leaf)] += weight
-            package[_package(leaf.get("file", ""))] += weight
-            for label in {_frame_label(frames[i]) for i in stack}:
+            total, samples = total + weight, samples + 1
+            leaf = stack[-1]
+            own[labels[leaf]] += weight
+            own_line[lines[leaf]] += weight
+            own_package[packages[leaf]] += weight
+            parent = labels[stack[-2]] if len(stack) > 1 else ""
+            callers.setdefault(labels[leaf], Counter())[parent] += weight
+            for label in {labels[i] for i in stack}:
                 inclusive[label] += weight
     total = total or 1.0
 
-    def pct(counter: Counter[str]) -> list[tuple[str, float]]:
-        return [(name, 100 * w / total) for name, w in counter.most_common(top)]
+    def rows(counter: Counter[str], *, skip_root: bool = False,
+             limit: int = top) -> list[ProfileRow]:
+        found = []
+        for label, weight in counter.most_common():
+            share = 100 * weight / total
+            if skip_root and share > 99.0:
+                continue  # main -> uvicorn -> asyncio.run: on every stack, says nothing
+            caller = callers[label].most_common(1)[0][0] if label in callers else ""
+            found.append(ProfileRow(label, share, share * cpu_ms_per_req / 100, caller))
+            if len(found) == limit:
+                break
+        return found
 
-    return {"self": pct(own), "inclusive": pct(inclusive), "package": pct(package)}
+    # Twice as many inclusive rows: the first ~15 are the ASGI middleware chain, each ~90%.
+    return ProfileSummary(samples, rows(own), rows(inclusive, skip_root=True, limit=2 * top),
+                          rows(own_line), rows(own_package))
 
 
-def _frame_label(frame: dict[str, Any]) -> str:
-    file = frame.get("file") or "?"
-    short = file.split("site-packages/")[-1] if "site-packages/" in file else file
-    short = short.replace(str(ROOT) + "/", "")
-    line = frame.get("line")
-    return f"{frame.get('name', '?')} ({short}{':' + str(line) if line else ''})"
+def _frame_label(frame: dict[str, Any], *, line: bool = False) -> str:
+    file = frame.get("file") or ""
+    if not file and str(frame.get("name", "")).startswith("process "):
+        return ""
+    short = file.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+    if "/lib/python3" in short:
+        short = short.split("/lib/")[-1]
+    where = f"{short}:{frame.get('line')}" if line else short
+    return f"{frame.get('name', '?')} ({where})"
 
 
 def _package(file: str) -> str:
@@ -833,34 +893,42 @@ def _package(file: str) -> str:
     return file or "?"
 
 
-def format_profile(summary: dict[str, list[tuple[str, float]]]) -> str:
-    lines: list[str] = []
-    for kind, heading in (("self", "self time (the function itself was on CPU)"),
-                          ("inclusive", "inclusive time (function or its callees on CPU)"),
-                          ("package", "self time by package")):
-        lines.append(f"Top {heading}:")
-        lines.extend(f"  {share:5.1f}%  {name}" for name, share in summary[kind])
-        lines.append("")
-    return "\n".join(lines)
+def format_profile(summary: ProfileSummary) -> str:
+    out = [f"{summary.samples} on-CPU samples; ms/req = share x gateway CPU per request"]
+    sections = (
+        ("self time per function (its own code on CPU)  <- main caller", summary.self_fn, True),
+        ("self time per source line", summary.lines, False),
+        ("inclusive time (function and its callees)", summary.inclusive, False),
+        ("self time per package", summary.packages, False),
+    )
+    for heading, rows, with_caller in sections:
+        out.append(f"\nTop {heading}:")
+        for r in rows:
+            tail = f"  <- {r.caller}" if with_caller and r.caller else ""
+            out.append(f"  {r.share:5.1f}%  {r.ms_per_req:6.3f}  {r.label}{tail}")
+    return "\n".join(out) + "\n"
 
 
-def run_profile(ctx: Context, plan: Plan, concurrency: int, rate: int, native: bool) -> None:
+def run_profile(ctx: Context, plan: Plan, scenario: Scenario, args: argparse.Namespace) -> None:
+    """One long gateway-side point of ``scenario`` with py-spy attached; writes the speedscope
+    file and a text summary under bench/results/."""
     assert ctx.gateway is not None
+    concurrency, rate, native = args.profile_concurrency, args.profile_rate, args.native
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = RESULTS_DIR / f"profile-get-c{concurrency}-{stamp}.speedscope.json"
-    scenario = SCENARIOS["get"]
+    out = RESULTS_DIR / f"profile-{scenario.name}-c{concurrency}-{stamp}.speedscope.json"
     profiler = Profiler(ctx.gateway.pid, out, rate=rate, native=native, workdir=ctx.workdir)
     try:
         point = run_async(measure_point(ctx, scenario, "gateway", scenario.build(ctx, "gateway"),
                                         concurrency, plan, during=profiler.start))
     finally:
         profiler.stop()
-    print(f"profiled {point.requests} GETs at c={concurrency}: p50 {_ms(point.p50_ms)} ms, "
-          f"gateway CPU {point.cpu_ms_per_req['gateway']:.3f} ms/req (inflated by sampling)")
+    print(f"profiled {point.requests} {scenario.name} requests at c={concurrency}: "
+          f"p50 {_ms(point.p50_ms)} ms, gateway CPU {point.cpu_ms_per_req['gateway']:.3f} ms/req "
+          "(sampling adds a little)")
     if not out.exists():
         raise RuntimeError(f"py-spy wrote no profile: see {ctx.workdir / 'py-spy.log'}")
-    text = format_profile(summarize_speedscope(out, top=15))
+    text = format_profile(summarize_speedscope(out, 15, point.cpu_ms_per_req["gateway"]))
     summary_path = out.with_name(out.name.replace(".speedscope.json", ".summary.txt"))
     summary_path.write_text(text)
     print(f"\n{text}profile: {out} (open in https://www.speedscope.app)\nsummary: {summary_path}")
@@ -880,7 +948,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=1, help="gateway worker processes")
     ap.add_argument("--skip-cold-start", action="store_true")
     ap.add_argument("--profile", action="store_true",
-                    help="instead of the benchmark: profile GET through the gateway with py-spy")
+                    help="instead of the benchmark: profile GET (or the first --scenario) "
+                    "through the gateway with py-spy")
     ap.add_argument("--profile-concurrency", type=int, default=16)
     ap.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
@@ -915,8 +984,9 @@ def servers(ctx: Context) -> Iterator[None]:
                 server.stop()
 
 
-def _sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM/SIGHUP take Ctrl-C's path: the finally blocks stop every server.
+    raise KeyboardInterrupt
 
 
 def benchmark(ctx: Context, args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
@@ -933,7 +1003,7 @@ def benchmark(ctx: Context, args: argparse.Namespace, plan: Plan) -> dict[str, A
     print(f"gateway pid {ctx.gateway.pid} ready in {ready:.2f}s, idle RSS {idle:.1f} MB; "
           f"simulator pid {ctx.sim.pid}", flush=True)
     if args.profile:
-        run_profile(ctx, plan, args.profile_concurrency, args.profile_rate, args.native)
+        run_profile(ctx, plan, SCENARIOS[(args.scenario or ["get"])[0]], args)
         return {}
     points: list[Point] = []
     for name in args.scenario or list(SCENARIOS):
@@ -980,8 +1050,8 @@ def report(results: dict[str, Any], args: argparse.Namespace, plan: Plan,
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
-    signal.signal(signal.SIGTERM, _sigterm)
-    signal.signal(signal.SIGHUP, _sigterm)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     info = machine_info()
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="sgw-bench-"))
@@ -989,6 +1059,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with servers(ctx):
             results = benchmark(ctx, args, plan)
+    except KeyboardInterrupt:
+        print("\ninterrupted; servers stopped", file=sys.stderr)
+        return 130
     finally:
         if args.keep:
             print(f"kept {workdir}")

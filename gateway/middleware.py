@@ -10,6 +10,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def is_sane_id(value: str) -> bool:
+    """Short, printable, no separators: safe to echo, log and send upstream."""
+    return len(value) <= 128 and _SANE_ID.match(value.encode("latin-1", "replace")) is not None
+
+
 def incoming_request_id(scope: Scope) -> str:
     """A caller's `X-Request-ID` when it is safe to echo and log, else a fresh one."""
     for name, value in scope["headers"]:

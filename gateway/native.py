@@ -19,6 +19,7 @@ from gateway.http import (
     read_body,
     with_errors,
 )
+from gateway.middleware import is_sane_id
 from gateway.services import caller_of, request_id_of, services_of
 from gateway.store.base import ListQuery, TaskRecord
 from gateway.translate.seedance_validation import (
@@ -35,7 +36,7 @@ LIST_WINDOW_SECONDS = 7 * 24 * 3600  # Ark lists and gets only the last 7 days
 def _client_request_id(request: Request) -> str | None:
     """Sent upstream: the Ark SDK's own id when it sent one, else the gateway's request id."""
     sent = request.headers.get("x-client-request-id")
-    return sent if sent else request_id_of(request)
+    return sent if sent and is_sane_id(sent) else request_id_of(request)
 
 
 def _reply_headers(request: Request, reply: UpstreamReply | None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Calls to one Ark-compatible upstream: pooled client, injected upstream key, error mapping."""
+"""Calls to one Ark-compatible upstream: pooled connections, injected upstream key, errors."""
 
 from __future__ import annotations
 
@@ -10,10 +10,17 @@ from dataclasses import dataclass
 import httpx
 
 from gateway.config import UpstreamConfig
-from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from gateway.connection_pool import (
+    ConnectFailed,
+    ConnectionBroken,
+    ConnectionPool,
+    ConnectTimeout,
+    PoolTimeout,
+    ResponseTimeout,
+)
+from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 
 TASKS_PATH = "/contents/generations/tasks"
-_JSON = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,29 +38,27 @@ class Upstream:
     """
 
     def __init__(
-        self, config: UpstreamConfig, *, transport: httpx.AsyncBaseTransport | None
+        self, config: UpstreamConfig, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.name = config.name
         self.validation = config.validation
         t = config.timeouts
-        self._client = httpx.AsyncClient(
-            base_url=config.base_url,
-            transport=transport,
-            timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
-            limits=httpx.Limits(max_connections=config.max_connections,
-                                max_keepalive_connections=config.max_connections),
-            headers={"accept": _JSON, "user-agent": "seedance-gateway"},
-            follow_redirects=False,
-            trust_env=False,
-        )
-        # Files (signed result URLs) are fetched with no Authorization at all.
+        self._read_timeout = t.read
+        self._write_timeout = t.write
+        self._pool = ConnectionPool(config.base_url, max_connections=config.max_connections,
+                                    connect_timeout=t.connect, pool_timeout=t.pool)
+        # Result files (signed URLs, any host, possibly huge) are streamed with httpx and fetched
+        # with no Authorization at all.
         self._files = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
             follow_redirects=True,
             trust_env=False,
         )
-        self._auth = {k.name: f"Bearer {k.secret.get_secret_value()}" for k in config.keys}
+        self._auth = {
+            k.name: f"Authorization: Bearer {k.secret.get_secret_value()}\r\n".encode("latin-1")
+            for k in config.keys
+        }
         self._key_cycle = itertools.cycle([k.name for k in config.keys])
 
     def next_key(self) -> str:
@@ -64,27 +69,26 @@ class Upstream:
         return name in self._auth
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        self._pool.close()
         await self._files.aclose()
 
     async def create_task(
         self, body: bytes, *, key: str, client_request_id: str | None
     ) -> UpstreamReply:
-        headers = self._headers(key, client_request_id, content_type=_JSON)
-        return await self._send("POST", TASKS_PATH, headers=headers, content=body, is_create=True)
+        head = self._pool.request_head("POST", TASKS_PATH)
+        return await self._send(head, key, client_request_id, body, is_create=True)
 
     async def get_task(
         self, task_id: str, *, key: str, client_request_id: str | None
     ) -> UpstreamReply:
-        headers = self._headers(key, client_request_id)
-        return await self._send("GET", f"{TASKS_PATH}/{task_id}", headers=headers)
+        head = self._pool.request_head("GET", f"{TASKS_PATH}/{task_id}")
+        return await self._send(head, key, client_request_id, None)
 
     async def delete_task(
         self, task_id: str, *, key: str, client_request_id: str | None
     ) -> UpstreamReply:
-        headers = self._headers(key, client_request_id, content_type=_JSON)
-        return await self._send("DELETE", f"{TASKS_PATH}/{task_id}", headers=headers,
-                                content=b"{}")
+        head = self._pool.request_head("DELETE", f"{TASKS_PATH}/{task_id}")
+        return await self._send(head, key, client_request_id, b"{}")
 
     @asynccontextmanager
     async def open_file(
@@ -103,39 +107,34 @@ class Upstream:
         finally:
             await response.aclose()
 
-    def _headers(
-        self, key: str, client_request_id: str | None, *, content_type: str | None = None
-    ) -> dict[str, str]:
-        headers = {"authorization": self._auth[key]}
-        if content_type is not None:
-            headers["content-type"] = content_type
-        if client_request_id:
-            headers["x-client-request-id"] = client_request_id
-        return headers
-
     async def _send(
-        self, method: str, path: str, *, headers: dict[str, str], content: bytes | None = None,
-        is_create: bool = False,
+        self, head: bytes, key: str, client_request_id: str | None, body: bytes | None,
+        *, is_create: bool = False,
     ) -> UpstreamReply:
+        headers = self._auth[key] + _COMMON_HEADERS
+        if body is not None:
+            headers += b"Content-Type: application/json\r\n"
+        if client_request_id:
+            headers += b"X-Client-Request-Id: " + client_request_id.encode("latin-1") + b"\r\n"
         try:
-            response = await self._client.request(method, path, headers=headers, content=content)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Large bodies (base64 media) also get the write timeout to go out.
+            timeout = self._read_timeout + (self._write_timeout if body and len(body) > 1 << 20
+                                            else 0.0)
+            raw = await self._pool.send(head, headers, body, timeout=timeout)
+        except (ConnectTimeout, PoolTimeout):
             # Nothing reached the upstream: no task can exist, a retry is safe.
-            kind = "timed out connecting to" if isinstance(exc, httpx.TimeoutException) else \
-                "could not connect to"
-            error: GatewayError = (
-                UpstreamTimeout(f"{kind} upstream {self.name}", may_exist=False)
-                if isinstance(exc, httpx.TimeoutException)
-                else UpstreamUnavailable(f"{kind} upstream {self.name}", may_exist=False)
-            )
-            raise error from None
-        except httpx.TimeoutException:
-            raise UpstreamTimeout(
-                f"upstream {self.name} did not answer in time", may_exist=is_create
-            ) from None
-        except httpx.HTTPError:
-            raise UpstreamUnavailable(
-                f"upstream {self.name} closed the connection", may_exist=is_create
-            ) from None
-        return UpstreamReply(response.status_code, response.content,
-                             response.headers.get("x-request-id"))
+            raise UpstreamTimeout(f"timed out connecting to upstream {self.name}",
+                                  may_exist=False) from None
+        except ConnectFailed:
+            raise UpstreamUnavailable(f"could not connect to upstream {self.name}",
+                                      may_exist=False) from None
+        except ResponseTimeout:
+            raise UpstreamTimeout(f"upstream {self.name} did not answer in time",
+                                  may_exist=is_create) from None
+        except ConnectionBroken:
+            raise UpstreamUnavailable(f"upstream {self.name} closed the connection",
+                                      may_exist=is_create) from None
+        return UpstreamReply(raw.status, raw.body, raw.request_id)
+
+
+_COMMON_HEADERS = b"Accept: application/json\r\nUser-Agent: seedance-gateway\r\n"

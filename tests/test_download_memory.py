@@ -146,6 +146,7 @@ def test_200_mib_download_streams_with_flat_memory(cli_gateway: CliProcess) -> N
           f"({total / 1e6 / elapsed:.0f} MB/s) in {elapsed:.2f} s; gateway RSS baseline "
           f"{baseline / mib:.1f} MiB, peak {peak / mib:.1f} MiB, growth {growth / mib:+.1f} MiB "
           f"over {len(sampler.samples)} samples")
+    print("gateway RSS every ~50 ms (MiB):", " ".join(f"{s / mib:.1f}" for s in sampler.samples))
 
     assert total == VIDEO_BYTES
     assert head[4:8] == b"ftyp"

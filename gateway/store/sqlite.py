@@ -51,10 +51,18 @@ class StoreError(Exception):
     """The store cannot be opened or used (bad path, newer schema, corrupt file)."""
 
 
+# Records read by get() are kept in memory (they are small and every poll reads one); writes
+# go to the file and update the cached record too. Owner, upstream and key never change, so
+# a record cached by one worker process is safe to authorise with; a status another process
+# wrote is corrected by the next upstream answer.
+RECORD_CACHE_SIZE = 10_000
+
+
 class SQLiteTaskStore:
     def __init__(self, path: str) -> None:
         self._path = path
         self._db: sqlite3.Connection | None = None
+        self._cache: dict[str, TaskRecord] = {}
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteTaskStore:
@@ -112,10 +120,21 @@ class SQLiteTaskStore:
         )
 
     async def get(self, task_id: str, owner: str) -> TaskRecord | None:
-        row = self._conn.execute(
-            f"{_SELECT} WHERE task_id = ? AND owner = ? AND deleted = 0", (task_id, owner)
-        ).fetchone()
-        return _record(row) if row is not None else None
+        record = self._cache.get(task_id)
+        if record is None:
+            row = self._conn.execute(
+                f"{_SELECT} WHERE task_id = ? AND deleted = 0", (task_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            record = self._remember(_record(row))
+        return record if record.owner == owner and not record.deleted else None
+
+    def _remember(self, record: TaskRecord) -> TaskRecord:
+        if len(self._cache) >= RECORD_CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))  # oldest first: dicts keep insertion order
+        self._cache[record.task_id] = record
+        return record
 
     async def update_status(
         self, task_id: str, *, status: str, updated_at: int, usage_tokens: int | None,
@@ -126,9 +145,15 @@ class SQLiteTaskStore:
             "usage_tokens = COALESCE(?, usage_tokens), task_json = ? WHERE task_id = ?",
             (status, updated_at, usage_tokens, task_json, task_id),
         )
+        cached = self._cache.get(task_id)
+        if cached is not None:
+            cached.status, cached.updated_at, cached.task_json = status, updated_at, task_json
+            if usage_tokens is not None:
+                cached.usage_tokens = usage_tokens
 
     async def mark_deleted(self, task_id: str) -> None:
         self._conn.execute("UPDATE tasks SET deleted = 1 WHERE task_id = ?", (task_id,))
+        self._cache.pop(task_id, None)
 
     async def list(self, query: ListQuery) -> tuple[list[TaskRecord], int]:
         where = ["owner = ?", "deleted = 0"]
