@@ -6,7 +6,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -28,7 +27,6 @@ from gateway.upstream import Upstream
 def create_app(
     config: Config,
     *,
-    transport: httpx.AsyncBaseTransport | None = None,
     store: TaskStore | None = None,
     clock: Callable[[], float] = time.time,
     extra_routes: Sequence[BaseRoute] = (),
@@ -36,8 +34,6 @@ def create_app(
     """The gateway as an ASGI app.
 
     Args:
-        transport: replaces the network under every upstream client (tests use
-            ``httpx.MockTransport`` or ``httpx.ASGITransport`` here).
         store: a task store to use instead of the one named in ``config.store``.
         extra_routes: mounted before the gateway's own (the demo mounts its simulator here).
     """
@@ -45,7 +41,7 @@ def create_app(
         config=config,
         catalogue=build_catalogue(config),
         client_keys=ClientKeys(config.client_keys),
-        upstreams={u.name: Upstream(u, transport=transport) for u in config.upstreams},
+        upstreams={u.name: Upstream(u) for u in config.upstreams},
         store=store if store is not None else open_store(config.store.url),
         clock=clock,
     )

@@ -6,10 +6,11 @@ size. A signed URL that has expired is refreshed once by a new GET of the task.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -17,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway import tasks
 from gateway.errors import GatewayError, UpstreamUnavailable
+from gateway.file_fetch import FileResponse
 from gateway.http import with_errors
 from gateway.services import caller_of, request_id_of, services_of
 from gateway.store.base import TaskRecord
@@ -30,25 +32,51 @@ EXPIRED_STATUSES = (401, 403, 404, 410)  # what object stores answer for a stale
 
 
 class UpstreamFileResponse(Response):
-    """Relays an open upstream response; closes it however the client goes away."""
+    """Relays an open upstream file; stops (and closes it) as soon as the client goes away."""
 
-    def __init__(self, upstream: httpx.Response, stack: AsyncExitStack) -> None:
+    def __init__(self, upstream: FileResponse, stack: AsyncExitStack, *,
+                 on_bytes: Callable[[int], None] | None = None) -> None:
         self.upstream = upstream
         self.stack = stack
+        self.on_bytes = on_bytes
         headers = {k: v for k in FORWARDED_RESPONSE_HEADERS
                    if (v := upstream.headers.get(k)) is not None}
-        super().__init__(status_code=upstream.status_code, headers=headers)
+        super().__init__(status_code=upstream.status, headers=headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": self.status_code,
                         "headers": self.raw_headers})
             if scope["method"] != "HEAD":
-                async for chunk in self.upstream.aiter_raw():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                relay = asyncio.ensure_future(self._relay(send))
+                watcher = asyncio.ensure_future(_disconnected(receive))
+                try:
+                    await asyncio.wait((relay, watcher), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    watcher.cancel()
+                    if not relay.done():  # the client left: stop pulling the file
+                        relay.cancel()
+                if relay.cancelled():
+                    return
+                relay.result()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await self.stack.aclose()
+
+    async def _relay(self, send: Send) -> None:
+        sent = 0
+        try:
+            async for chunk in self.upstream.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += len(chunk)
+        finally:
+            if self.on_bytes is not None:
+                self.on_bytes(sent)
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def video_content(request: Request) -> Response:
@@ -75,13 +103,13 @@ async def video_content(request: Request) -> Response:
         stack = AsyncExitStack()
         upstream = await stack.enter_async_context(
             services.upstream_of(record).open_file(url, headers=headers))
-        if upstream.status_code not in EXPIRED_STATUSES or refreshed:
+        if upstream.status not in EXPIRED_STATUSES or refreshed:
             break
         await stack.aclose()  # a stale signature: ask the upstream for a fresh URL, once
         task, _ = await tasks.refresh(services, record, request_id=request_id_of(request))
         url, refreshed = _file_url(record, task, variant), True
-    if upstream.status_code not in (200, 206, 304, 416):
-        status = upstream.status_code
+    if upstream.status not in (200, 206, 304, 416):
+        status = upstream.status
         await stack.aclose()
         raise UpstreamUnavailable(f"the result file could not be fetched (HTTP {status})",
                                   may_exist=False)

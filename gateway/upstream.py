@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-
-import httpx
 
 from gateway.config import UpstreamConfig
 from gateway.connection_pool import (
@@ -19,6 +18,7 @@ from gateway.connection_pool import (
     ResponseTimeout,
 )
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway.file_fetch import FetchFailed, FetchTimeout, FileResponse, fetch
 
 TASKS_PATH = "/contents/generations/tasks"
 
@@ -37,9 +37,7 @@ class Upstream:
     *name* and never sees the secret.
     """
 
-    def __init__(
-        self, config: UpstreamConfig, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, config: UpstreamConfig) -> None:
         self.name = config.name
         self.validation = config.validation
         t = config.timeouts
@@ -47,14 +45,8 @@ class Upstream:
         self._write_timeout = t.write
         self._pool = ConnectionPool(config.base_url, max_connections=config.max_connections,
                                     connect_timeout=t.connect, pool_timeout=t.pool)
-        # Result files (signed URLs, any host, possibly huge) are streamed with httpx and fetched
-        # with no Authorization at all.
-        self._files = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
-            follow_redirects=True,
-            trust_env=False,
-        )
+        self._connect_timeout = t.connect
+        self._tls: ssl.SSLContext | None = None
         self._auth = {
             k.name: f"Authorization: Bearer {k.secret.get_secret_value()}\r\n".encode("latin-1")
             for k in config.keys
@@ -70,7 +62,6 @@ class Upstream:
 
     async def aclose(self) -> None:
         self._pool.close()
-        await self._files.aclose()
 
     async def create_task(
         self, body: bytes, *, key: str, client_request_id: str | None
@@ -93,19 +84,24 @@ class Upstream:
     @asynccontextmanager
     async def open_file(
         self, url: str, *, headers: Mapping[str, str]
-    ) -> AsyncIterator[httpx.Response]:
-        """Stream a signed result URL; the response body is read by the caller chunk by chunk."""
+    ) -> AsyncIterator[FileResponse]:
+        """Stream a signed result URL (no Authorization); the caller reads `chunks()`."""
         try:
-            request = self._files.build_request("GET", url, headers=headers)
-            response = await self._files.send(request, stream=True)
-        except httpx.TimeoutException:
+            response = await fetch(url, headers=headers, connect_timeout=self._connect_timeout,
+                                   read_timeout=self._read_timeout, tls=self._tls_context)
+        except FetchTimeout:
             raise UpstreamTimeout("timed out fetching the result file", may_exist=False) from None
-        except httpx.HTTPError:
+        except FetchFailed:
             raise UpstreamUnavailable("could not fetch the result file", may_exist=False) from None
         try:
             yield response
         finally:
-            await response.aclose()
+            response.close()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:  # loading the CA store takes ~10 ms: only when first needed
+            self._tls = ssl.create_default_context()
+        return self._tls
 
     async def _send(
         self, head: bytes, key: str, client_request_id: str | None, body: bytes | None,

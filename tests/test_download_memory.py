@@ -7,6 +7,7 @@ sample MP4 to 200 MiB with a `free` box. Throughput is printed (see it with `pyt
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 import threading
@@ -64,12 +65,10 @@ class RssSampler:
         self.samples.append(rss_bytes(self.pid))
 
 
-@pytest.fixture
-def cli_gateway(start_simulator: SimulatorFactory, tmp_path: Path) -> Iterator[CliProcess]:
-    simulator = start_simulator(video_bytes=VIDEO_BYTES)
+def start_cli_gateway(simulator_url: str, tmp_path: Path) -> CliProcess:
     config = {  # the shape of tests.servers.gateway_config: secrets are env references
         "upstreams": [{
-            "name": "ark", "preset": "volcengine", "base_url": simulator.url + "/api/v3",
+            "name": "ark", "preset": "volcengine", "base_url": simulator_url + "/api/v3",
             "keys": [{"name": "main", "secret": "${UPSTREAM_KEY}"}],
         }],
         "models": {"aliases": {"sora-2": "doubao-seedance-2-0-fast-260128"}},
@@ -85,8 +84,15 @@ def cli_gateway(start_simulator: SimulatorFactory, tmp_path: Path) -> Iterator[C
         port=port, log=tmp_path / "gateway.log",
         env={"UPSTREAM_KEY": FAKE_UPSTREAM_KEY, "ALICE_KEY": FAKE_ALICE_KEY},
     )
+    gateway.wait_ready()
+    return gateway
+
+
+@pytest.fixture
+def cli_gateway(start_simulator: SimulatorFactory, tmp_path: Path) -> Iterator[CliProcess]:
+    simulator = start_simulator(video_bytes=VIDEO_BYTES)
+    gateway = start_cli_gateway(simulator.url, tmp_path)
     try:
-        gateway.wait_ready()
         yield gateway
     finally:
         gateway.stop()
@@ -154,3 +160,34 @@ def test_200_mib_download_streams_with_flat_memory(cli_gateway: CliProcess) -> N
     assert growth <= MAX_RSS_GROWTH, (
         f"gateway RSS grew {growth / mib:.1f} MiB while streaming 200 MiB "
         f"(baseline {baseline / mib:.1f} MiB, peak {peak / mib:.1f} MiB)")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_abandoned_download_stops_pulling_the_file(
+    start_simulator: SimulatorFactory, tmp_path: Path
+) -> None:
+    """A client that reads 1 MiB of a 2 GiB video and hangs up: the gateway stops too."""
+    simulator = start_simulator(video_bytes=2 * 1024 * 1024 * 1024)
+    gateway = start_cli_gateway(simulator.url, tmp_path)
+    try:
+        video_id = completed_video(gateway)
+        url = f"{gateway.url}/v1/videos/{video_id}/content"
+        with httpx.stream("GET", url, headers=AUTH, timeout=30) as response:
+            received = 0
+            for chunk in response.iter_raw():
+                received += len(chunk)
+                if received >= 1024 * 1024:
+                    break
+        time.sleep(0.2)  # let the gateway notice the disconnect
+        before = cpu_seconds(gateway.proc.pid)
+        time.sleep(1.0)
+        spent = cpu_seconds(gateway.proc.pid) - before
+        # Relaying the rest (2 GiB) would take seconds of CPU; an idle gateway takes ~none.
+        assert spent < 0.1, f"gateway kept working after the client left: {spent:.2f} s CPU"
+    finally:
+        gateway.stop()

@@ -1,0 +1,120 @@
+"""Prometheus metrics: one Metrics object per app, on its own registry.
+
+Labels are bounded: route templates (never raw paths), known model names (anything else is
+`other`), client key *names*, upstream names, status codes. With `--workers N` the values live
+in PROMETHEUS_MULTIPROC_DIR and /metrics aggregates every worker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from gateway import __version__
+
+PREFIX = "seedance_gateway"
+OTHER = "other"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0, 60.0)
+TASK_BUCKETS = (10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 900.0, 1800.0, 3600.0,
+                7200.0, 21600.0, 86400.0)
+REJECT_REASONS = frozenset({
+    "missing_parameter", "invalid_parameter", "unsupported_parameter", "invalid_image_url",
+    "model_not_found", "model_not_allowed", "body_too_large", "invalid_json",
+    "invalid_multipart", "unsupported_content_type", "unsupported_operation", "invalid_value",
+    "invalid_type", "not_found",
+})
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class Metrics:
+    """Every metric the gateway exports; names and labels are the dashboard's contract."""
+
+    def __init__(self, models: Iterable[str], registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.known_models = frozenset(models)
+        r = self.registry
+        p = PREFIX
+        self.requests = Counter(f"{p}_requests_total", "HTTP requests handled",
+                                ["route", "method", "status"], registry=r)
+        self.request_duration = Histogram(
+            f"{p}_request_duration_seconds", "Time to answer an HTTP request",
+            ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.in_flight = Gauge(f"{p}_requests_in_flight", "HTTP requests being handled",
+                               registry=r, multiprocess_mode="livesum")
+        self.upstream_requests = Counter(
+            f"{p}_upstream_requests_total", "Requests sent to an upstream",
+            ["upstream", "operation", "status"], registry=r)
+        self.upstream_duration = Histogram(
+            f"{p}_upstream_request_duration_seconds", "Upstream answer time",
+            ["upstream", "operation"], buckets=LATENCY_BUCKETS, registry=r)
+        self.tasks_created = Counter(f"{p}_tasks_created_total", "Tasks created upstream",
+                                     ["model", "surface"], registry=r)
+        self.tasks_finished = Counter(
+            f"{p}_tasks_finished_total", "Tasks seen reaching a terminal status",
+            ["model", "status"], registry=r)
+        self.task_duration = Histogram(
+            f"{p}_task_duration_seconds", "From task creation to success",
+            ["model", "resolution"], buckets=TASK_BUCKETS, registry=r)
+        self.tokens = Counter(f"{p}_tokens_total", "Tokens billed (usage.total_tokens)",
+                              ["model", "client_key"], registry=r)
+        self.download_bytes = Counter(f"{p}_download_bytes_total",
+                                      "Bytes streamed by content downloads", ["variant"],
+                                      registry=r)
+        self.auth_failures = Counter(f"{p}_auth_failures_total", "Requests refused as 401",
+                                     ["surface"], registry=r)
+        self.rejected = Counter(f"{p}_rejected_requests_total",
+                                "Requests refused for their input, by reason",
+                                ["surface", "reason"], registry=r)
+        self.build_info = Gauge(f"{p}_build_info", "Gateway version", ["version"], registry=r,
+                                multiprocess_mode="max")
+        self.build_info.labels(__version__).set(1)
+
+    def model(self, name: str | None) -> str:
+        """A bounded label: unknown names would let any caller mint new series."""
+        return name if name in self.known_models else OTHER
+
+    def reject(self, surface: str, code: str) -> None:
+        reason = _reason(code)
+        if reason == "authentication_failed":
+            self.auth_failures.labels(surface).inc()
+        else:
+            self.rejected.labels(surface, reason).inc()
+
+    def exposition(self) -> bytes:
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
+
+
+def _reason(code: str) -> str:
+    """Map an error code from either surface onto a small fixed set of reasons."""
+    lowered = code.lower().replace(".", "_")
+    if lowered in ("authenticationerror", "invalid_api_key", "authentication_error"):
+        return "authentication_failed"
+    for prefix, reason in (
+        ("missingparameter", "missing_parameter"), ("missing_required", "missing_parameter"),
+        ("invalidparameter_unsupported", "unsupported_parameter"),
+        ("invalidimageurl", "invalid_image_url"), ("invalidparameter", "invalid_parameter"),
+        ("invalidendpointormodel", "model_not_found"), ("accessdenied", "model_not_allowed"),
+        ("requestentitytoolarge", "body_too_large"), ("notfound", "not_found"),
+        ("video_not_found", "not_found"),
+    ):
+        if lowered.startswith(prefix):
+            return reason
+    return lowered if lowered in REJECT_REASONS else OTHER
