@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import hmac
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from gateway import downloads, native, videos
 from gateway.auth import ClientKeys
 from gateway.config import Config, build_catalogue
 from gateway.errors import GatewayError
 from gateway.http import Shape, error_response, json_response
-from gateway.middleware import RequestIdMiddleware
+from gateway.metrics import Metrics
+from gateway.middleware import ObservabilityMiddleware
 from gateway.services import Services
 from gateway.store import open_store
 from gateway.store.base import TaskStore
@@ -29,20 +32,23 @@ def create_app(
     *,
     store: TaskStore | None = None,
     clock: Callable[[], float] = time.time,
-    extra_routes: Sequence[BaseRoute] = (),
+    registry: CollectorRegistry | None = None,
 ) -> Starlette:
     """The gateway as an ASGI app.
 
     Args:
         store: a task store to use instead of the one named in ``config.store``.
-        extra_routes: mounted before the gateway's own (the demo mounts its simulator here).
+        registry: the Prometheus registry (a fresh one per app by default).
     """
+    catalogue = build_catalogue(config)
+    metrics = Metrics(catalogue.names(), registry)
     services = Services(
         config=config,
-        catalogue=build_catalogue(config),
+        catalogue=catalogue,
         client_keys=ClientKeys(config.client_keys),
-        upstreams={u.name: Upstream(u) for u in config.upstreams},
+        upstreams={u.name: Upstream(u, metrics=metrics) for u in config.upstreams},
         store=store if store is not None else open_store(config.store.url),
+        metrics=metrics,
         clock=clock,
     )
 
@@ -57,27 +63,45 @@ def create_app(
             await services.store.close()
 
     app = Starlette(
-        routes=[*extra_routes, *native.routes(), *downloads.routes(), *videos.routes(),
-                *_health_routes()],
+        routes=[*native.routes(), *downloads.routes(), *videos.routes(),
+                *_operations_routes(config)],
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
     )
     app.state.services = services
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app
 
 
-def _health_routes() -> list[Route]:
+def _operations_routes(config: Config) -> list[Route]:
     async def healthz(request: Request) -> Response:
+        """Liveness: the process answers."""
         return json_response({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        """Readiness: the config is loaded (it is, or the app would not exist) and the store
+        answers."""
         services: Services = request.app.state.services
-        if await services.store.ping():
-            return json_response({"status": "ready"})
-        return json_response({"status": "unavailable", "reason": "task store"}, 503)
+        checks = {"config": True, "store": await services.store.ping()}
+        ready = all(checks.values())
+        return json_response({"status": "ready" if ready else "unavailable", "checks": checks},
+                             200 if ready else 503)
 
-    return [Route("/healthz", healthz), Route("/readyz", readyz)]
+    routes = [Route("/healthz", healthz), Route("/readyz", readyz)]
+    if config.metrics.enabled:
+        token = config.metrics.bearer
+        expected = (b"Bearer " + token.get_secret_value().encode()) if token else None
+
+        async def metrics(request: Request) -> Response:
+            if expected is not None:
+                sent = request.headers.get("authorization", "").encode()
+                if not hmac.compare_digest(sent, expected):
+                    return Response(b"unauthorized\n", 401, media_type="text/plain")
+            services: Services = request.app.state.services
+            return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+        routes.append(Route("/metrics", metrics))
+    return routes
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

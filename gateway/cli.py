@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import secrets
+import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
+from prometheus_client import disable_created_metrics
 from pydantic import SecretStr
 from starlette.applications import Starlette
-from starlette.routing import Mount
 from uvicorn.supervisors import Multiprocess
 
 from gateway import __version__
@@ -22,28 +26,32 @@ from gateway.logs import LEVELS, configure_logging
 from gateway.secrets import mask
 from gateway.simulator import SimulatorSettings, create_simulator_app
 
-SIMULATOR_PREFIX = "/_simulator"
-
 
 class AppFactory:
     """Builds the app inside each worker process (picklable, so `--workers N` can spawn it)."""
 
-    def __init__(self, config: Config, *, simulator: SimulatorSettings | None = None) -> None:
+    def __init__(self, config: Config, *, log_level: str = "info") -> None:
         self.config = config
-        self.simulator = simulator
+        self.log_level = log_level
 
     def __call__(self) -> Starlette:
-        extra = []
-        if self.simulator is not None:
-            extra.append(Mount(SIMULATOR_PREFIX, app=create_simulator_app(self.simulator)))
-        return create_app(self.config, extra_routes=extra)
+        # Runs in each worker process: logging must be set up there, with the secrets to redact.
+        configure_logging(self.log_level, secrets=self.config.secret_values())
+        # `_created` series double every scrape for no dashboard use.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        return create_app(self.config)
 
 
-def _run(app: Any, *, host: str, port: int, workers: int = 1, factory: bool = False) -> None:
-    config = uvicorn.Config(
+def _uvicorn_config(app: Any, *, host: str = "127.0.0.1", port: int = 0, workers: int = 1,
+                    factory: bool = False) -> uvicorn.Config:
+    return uvicorn.Config(
         app, host=host, port=port, factory=factory, workers=workers, log_config=None,
         access_log=False, server_header=False, proxy_headers=False,
     )
+
+
+def _run(app: Any, *, host: str, port: int, workers: int = 1, factory: bool = False) -> None:
+    config = _uvicorn_config(app, host=host, port=port, workers=workers, factory=factory)
     server = uvicorn.Server(config)
     if workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
@@ -56,7 +64,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port or config.server.port
     workers = args.workers or config.server.workers
-    _run(AppFactory(config), host=host, port=port, workers=workers, factory=True)
+    if workers > 1:
+        # prometheus_client reads this in each worker at import: the workers' metrics are
+        # written there and /metrics adds them up.
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                              tempfile.mkdtemp(prefix="seedance-gateway-metrics-"))
+    _run(AppFactory(config, log_level=args.log_level), host=host, port=port, workers=workers,
+         factory=True)
     return 0
 
 
@@ -69,10 +83,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_config(args: argparse.Namespace, client_keys: Sequence[str]) -> tuple[Config, str]:
+def demo_config(
+    args: argparse.Namespace, client_keys: Sequence[str], upstream_url: str
+) -> tuple[Config, str]:
     """A complete config for the demo: embedded simulator (or --upstream-url), SQLite."""
     upstream_key = args.upstream_key or secrets.token_urlsafe(24)
-    upstream_url = args.upstream_url or f"http://127.0.0.1:{args.port}{SIMULATOR_PREFIX}/api/v3"
     data = {
         "server": {"host": args.host, "port": args.port},
         "upstreams": [{
@@ -91,14 +106,39 @@ def demo_config(args: argparse.Namespace, client_keys: Sequence[str]) -> tuple[C
 
 def cmd_demo(args: argparse.Namespace) -> int:
     client_keys = args.client_key or [f"sgw-demo-{secrets.token_urlsafe(12)}"]
-    config, upstream_key = demo_config(args, client_keys)
-    simulator = None
-    if not args.upstream_url:
-        simulator = SimulatorSettings(upstream_keys=(upstream_key,), delay=args.sim_delay)
+    # The embedded simulator gets its own loopback port, so the gateway's metrics and access
+    # log show gateway traffic only.
+    sim_socket = None if args.upstream_url else _loopback_socket()
+    upstream_url = args.upstream_url or (
+        f"http://127.0.0.1:{_port(sim_socket)}/api/v3")
+    config, upstream_key = demo_config(args, client_keys, upstream_url)
     base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
-    print(_demo_banner(base, client_keys, simulated=simulator is not None), flush=True)
-    _run(AppFactory(config, simulator=simulator), host=args.host, port=args.port, factory=True)
+    print(_demo_banner(base, client_keys, simulated=sim_socket is not None), flush=True)
+    gateway = uvicorn.Server(_uvicorn_config(AppFactory(config, log_level=args.log_level),
+                                             host=args.host, port=args.port, factory=True))
+    if sim_socket is None:
+        gateway.run()
+        return 0
+    settings = SimulatorSettings(upstream_keys=(upstream_key,), delay=args.sim_delay)
+    simulator = uvicorn.Server(_uvicorn_config(create_simulator_app(settings)))
+
+    async def both() -> None:
+        await asyncio.gather(simulator.serve(sockets=[sim_socket]), gateway.serve())
+
+    asyncio.run(both())
     return 0
+
+
+def _port(sock: socket.socket | None) -> int:
+    assert sock is not None
+    port: int = sock.getsockname()[1]
+    return port
+
+
+def _loopback_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 def _demo_banner(base: str, client_keys: Sequence[str], *, simulated: bool) -> str:

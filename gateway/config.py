@@ -134,6 +134,13 @@ class OpenAIConfig(_Frozen):
     default_model: str = "sora-2"  # used when an OpenAI create names no model
 
 
+class MetricsConfig(_Frozen):
+    """`/metrics`: open by default; with `bearer`, scrapers must send that token."""
+
+    enabled: bool = True
+    bearer: Secret | None = None
+
+
 class ServerConfig(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -148,6 +155,7 @@ class Config(_Frozen):
     client_keys: tuple[ClientKeyConfig, ...] = Field(min_length=1)
     store: StoreConfig = StoreConfig()
     openai: OpenAIConfig = OpenAIConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -161,6 +169,14 @@ class Config(_Frozen):
             raise ValueError("two client keys have the same secret")
         build_catalogue(self)  # raises ValueError naming the bad alias or override
         return self
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for the log redactor."""
+        values = [k.secret.get_secret_value() for u in self.upstreams for k in u.keys]
+        values += [k.secret.get_secret_value() for k in self.client_keys if k.secret]
+        if self.metrics.bearer is not None:
+            values.append(self.metrics.bearer.get_secret_value())
+        return values
 
     def upstream(self, name: str) -> UpstreamConfig:
         for upstream in self.upstreams:

@@ -121,6 +121,11 @@ class _Connection(asyncio.Protocol):
         timer = loop.call_later(timeout, self._expire, waiter)
         try:
             return await waiter
+        except asyncio.CancelledError:
+            # The caller gave up; the answer may still come: never reuse this connection.
+            self.waiter = None
+            self.close()
+            raise
         finally:
             timer.cancel()
 
@@ -142,7 +147,8 @@ class ConnectionPool:
         self.port = parts.port or (443 if self.tls else 80)
         self.base_path = parts.path.rstrip("/")
         default_port = (443 if self.tls else 80)
-        self.host_header = self.host if self.port == default_port else f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
+        self.host_header = host if self.port == default_port else f"{host}:{self.port}"
         self._ssl = ssl.create_default_context() if self.tls else None
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout

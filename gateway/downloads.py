@@ -113,7 +113,8 @@ async def video_content(request: Request) -> Response:
         await stack.aclose()
         raise UpstreamUnavailable(f"the result file could not be fetched (HTTP {status})",
                                   may_exist=False)
-    return UpstreamFileResponse(upstream, stack)
+    counter = services.metrics.download_bytes.labels(variant)
+    return UpstreamFileResponse(upstream, stack, on_bytes=counter.inc)
 
 
 def _file_url(record: TaskRecord, task: dict[str, Any], variant: str) -> str:

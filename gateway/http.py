@@ -6,16 +6,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import orjson
-import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import GatewayError
+from gateway.logs import get_logger
+from gateway.middleware import note
 
 Shape = Literal["ark", "openai"]
 Handler = Callable[[Request], Awaitable[Response]]
 JSON_TYPE = "application/json"
-log = structlog.get_logger("gateway")
+log = get_logger("gateway")
 
 
 def json_response(
@@ -84,6 +85,9 @@ def with_errors(shape: Shape, handler: Handler) -> Handler:
         try:
             return await handler(request)
         except GatewayError as error:
+            note(error_code=error.code)
+            if 400 <= error.status < 500 and error.status != 429:
+                request.app.state.services.metrics.reject(shape, error.code)
             return error_response(error, shape)
         except Exception:
             log.exception("unhandled_error", route=request.url.path)

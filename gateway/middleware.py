@@ -1,13 +1,27 @@
-"""Pure ASGI middleware: a request id on every request and response."""
+"""Pure ASGI middleware: request id, request metrics and one access event per request.
+
+Pure ASGI (not BaseHTTPMiddleware) so structlog's contextvars bound here reach every log line
+the request produces. Handlers and the upstream client add fields to the access event with
+:func:`note` (client key name, model, task id, upstream status and latency).
+"""
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
+import time
+from contextvars import ContextVar
+from typing import Any
 
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.logs import get_logger
+from gateway.metrics import Metrics
+
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_ACCESS: ContextVar[dict[str, Any] | None] = ContextVar("access_fields", default=None)
+access_log = get_logger("gateway.access")
 
 
 def is_sane_id(value: str) -> bool:
@@ -20,27 +34,62 @@ def incoming_request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id" and _SANE_ID.match(value):
             return str(value, "ascii")
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
-class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+def note(**fields: Any) -> None:
+    """Add fields to the current request's access event (no-op outside a request)."""
+    access = _ACCESS.get()
+    if access is not None:
+        access.update(fields)
+
+
+def route_of(scope: Scope) -> str:
+    """The matched route's template: a bounded label, never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        start = time.perf_counter()
         request_id = incoming_request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        access: dict[str, Any] = {}
+        token = _ACCESS.set(access)
         header = (b"x-request-id", request_id.encode("ascii"))
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [
                     *(h for h in message.get("headers", ()) if h[0].lower() != b"x-request-id"),
                     header,
                 ]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            metrics.in_flight.dec()
+            elapsed = time.perf_counter() - start
+            route, method = route_of(scope), scope["method"]
+            metrics.requests.labels(route, method, str(status)).inc()
+            metrics.request_duration.labels(route, method).observe(elapsed)
+            _ACCESS.reset(token)
+            access_log.info("request", route=route, method=method, status=status,
+                            duration_ms=round(elapsed * 1000, 3), **access)

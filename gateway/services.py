@@ -12,6 +12,8 @@ from gateway.auth import ClientIdentity, ClientKeys
 from gateway.catalog import Catalogue, ModelSpec
 from gateway.config import Config
 from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+from gateway.middleware import note
 from gateway.store.base import TaskRecord, TaskStore
 from gateway.upstream import Upstream
 
@@ -23,6 +25,7 @@ class Services:
     client_keys: ClientKeys
     upstreams: dict[str, Upstream]
     store: TaskStore
+    metrics: Metrics
     clock: Callable[[], float] = field(default=time.time)
 
     def upstream_for(self, spec: ModelSpec) -> Upstream:
@@ -46,7 +49,9 @@ def services_of(request: Request) -> Services:
 
 def caller_of(request: Request, services: Services) -> ClientIdentity:
     """The authenticated client key behind a request (401 if none)."""
-    return services.client_keys.authenticate(request.headers.get("authorization"))
+    identity = services.client_keys.authenticate(request.headers.get("authorization"))
+    note(client_key=identity.name)
+    return identity
 
 
 def request_id_of(request: Request) -> str | None:

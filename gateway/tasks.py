@@ -15,8 +15,9 @@ import orjson
 from gateway.auth import ClientIdentity
 from gateway.catalog import ModelSpec
 from gateway.errors import GatewayError, UpstreamBadResponse, not_found_task
+from gateway.middleware import note
 from gateway.services import Services
-from gateway.store.base import Surface, TaskRecord
+from gateway.store.base import TERMINAL_STATUSES, Surface, TaskRecord
 from gateway.upstream import UpstreamReply
 
 
@@ -67,6 +68,7 @@ def first_prompt(body: dict[str, Any]) -> str | None:
 async def create(
     services: Services, identity: ClientIdentity, task: NewTask, *, request_id: str | None
 ) -> tuple[TaskRecord, UpstreamReply]:
+    note(model=task.spec.name)
     upstream = services.upstream_for(task.spec)
     key = upstream.next_key()
     reply = await upstream.create_task(task.body, key=key, client_request_id=request_id)
@@ -88,6 +90,8 @@ async def create(
         requested_size=task.requested_size, requested_seconds=task.requested_seconds,
     )
     await services.store.add(record)
+    services.metrics.tasks_created.labels(services.metrics.model(record.model), task.surface).inc()
+    note(task_id=task_id)
     return record, reply
 
 
@@ -95,6 +99,7 @@ async def owned(services: Services, identity: ClientIdentity, task_id: str) -> T
     record = await services.store.get(task_id, identity.name)
     if record is None:
         raise not_found_task(task_id)
+    note(task_id=task_id, model=record.model)
     return record
 
 
@@ -117,6 +122,8 @@ async def refresh(
     if not isinstance(task, dict) or not isinstance(task.get("status"), str):
         raise UpstreamBadResponse("the upstream returned a task without a status")
     status = task["status"]
+    if status in TERMINAL_STATUSES and not record.terminal:
+        _observe_finished(services, record, task)
     if status != record.status or record.task_json is None:
         usage = task.get("usage")
         tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
@@ -153,6 +160,24 @@ async def cancel(
             task_json=_with_status(record.task_json, "cancelled", now),
         )
     return reply
+
+
+def _observe_finished(services: Services, record: TaskRecord, task: dict[str, Any]) -> None:
+    """Counted once per task: when the gateway first sees it end (and records that)."""
+    metrics = services.metrics
+    model = metrics.model(record.model)
+    status = task["status"]
+    metrics.tasks_finished.labels(model, status).inc()
+    if status != "succeeded":
+        return
+    updated_at, resolution = task.get("updated_at"), task.get("resolution")
+    if isinstance(updated_at, int) and updated_at >= record.created_at:
+        label = resolution if resolution in ("480p", "720p", "1080p", "4k") else "other"
+        metrics.task_duration.labels(model, label).observe(updated_at - record.created_at)
+    usage = task.get("usage")
+    tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+    if isinstance(tokens, int) and tokens > 0:
+        metrics.tokens.labels(model, record.owner).inc(tokens)
 
 
 def _with_status(task_json: bytes | None, status: str, now: int) -> bytes:

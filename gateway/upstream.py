@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import ssl
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from gateway.connection_pool import (
 )
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.file_fetch import FetchFailed, FetchTimeout, FileResponse, fetch
+from gateway.metrics import Metrics
+from gateway.middleware import note
 
 TASKS_PATH = "/contents/generations/tasks"
 
@@ -37,8 +40,9 @@ class Upstream:
     *name* and never sees the secret.
     """
 
-    def __init__(self, config: UpstreamConfig) -> None:
+    def __init__(self, config: UpstreamConfig, *, metrics: Metrics) -> None:
         self.name = config.name
+        self._metrics = metrics
         self.validation = config.validation
         t = config.timeouts
         self._read_timeout = t.read
@@ -67,32 +71,36 @@ class Upstream:
         self, body: bytes, *, key: str, client_request_id: str | None
     ) -> UpstreamReply:
         head = self._pool.request_head("POST", TASKS_PATH)
-        return await self._send(head, key, client_request_id, body, is_create=True)
+        return await self._send("create", head, key, client_request_id, body, is_create=True)
 
     async def get_task(
         self, task_id: str, *, key: str, client_request_id: str | None
     ) -> UpstreamReply:
         head = self._pool.request_head("GET", f"{TASKS_PATH}/{task_id}")
-        return await self._send(head, key, client_request_id, None)
+        return await self._send("get", head, key, client_request_id, None)
 
     async def delete_task(
         self, task_id: str, *, key: str, client_request_id: str | None
     ) -> UpstreamReply:
         head = self._pool.request_head("DELETE", f"{TASKS_PATH}/{task_id}")
-        return await self._send(head, key, client_request_id, b"{}")
+        return await self._send("delete", head, key, client_request_id, b"{}")
 
     @asynccontextmanager
     async def open_file(
         self, url: str, *, headers: Mapping[str, str]
     ) -> AsyncIterator[FileResponse]:
         """Stream a signed result URL (no Authorization); the caller reads `chunks()`."""
+        start = time.perf_counter()
         try:
             response = await fetch(url, headers=headers, connect_timeout=self._connect_timeout,
                                    read_timeout=self._read_timeout, tls=self._tls_context)
         except FetchTimeout:
+            self._observe("download", "timeout", start)
             raise UpstreamTimeout("timed out fetching the result file", may_exist=False) from None
         except FetchFailed:
+            self._observe("download", "error", start)
             raise UpstreamUnavailable("could not fetch the result file", may_exist=False) from None
+        self._observe("download", str(response.status), start)
         try:
             yield response
         finally:
@@ -103,34 +111,49 @@ class Upstream:
             self._tls = ssl.create_default_context()
         return self._tls
 
+    def _observe(self, operation: str, status: str, start: float) -> float:
+        elapsed = time.perf_counter() - start
+        self._metrics.upstream_requests.labels(self.name, operation, status).inc()
+        self._metrics.upstream_duration.labels(self.name, operation).observe(elapsed)
+        note(upstream_status=status, upstream_ms=round(elapsed * 1000, 3))
+        return elapsed
+
     async def _send(
-        self, head: bytes, key: str, client_request_id: str | None, body: bytes | None,
-        *, is_create: bool = False,
+        self, operation: str, head: bytes, key: str, client_request_id: str | None,
+        body: bytes | None, *, is_create: bool = False,
     ) -> UpstreamReply:
         headers = self._auth[key] + _COMMON_HEADERS
         if body is not None:
             headers += b"Content-Type: application/json\r\n"
         if client_request_id:
             headers += b"X-Client-Request-Id: " + client_request_id.encode("latin-1") + b"\r\n"
+        # Large bodies (base64 media) also get the write timeout to go out.
+        timeout = self._read_timeout + (self._write_timeout if body and len(body) > 1 << 20
+                                        else 0.0)
+        start = time.perf_counter()
         try:
-            # Large bodies (base64 media) also get the write timeout to go out.
-            timeout = self._read_timeout + (self._write_timeout if body and len(body) > 1 << 20
-                                            else 0.0)
             raw = await self._pool.send(head, headers, body, timeout=timeout)
-        except (ConnectTimeout, PoolTimeout):
-            # Nothing reached the upstream: no task can exist, a retry is safe.
-            raise UpstreamTimeout(f"timed out connecting to upstream {self.name}",
-                                  may_exist=False) from None
-        except ConnectFailed:
-            raise UpstreamUnavailable(f"could not connect to upstream {self.name}",
-                                      may_exist=False) from None
-        except ResponseTimeout:
-            raise UpstreamTimeout(f"upstream {self.name} did not answer in time",
-                                  may_exist=is_create) from None
-        except ConnectionBroken:
-            raise UpstreamUnavailable(f"upstream {self.name} closed the connection",
-                                      may_exist=is_create) from None
+        except (ConnectTimeout, PoolTimeout, ResponseTimeout) as exc:
+            self._observe(operation, "timeout", start)
+            raise self._timeout(exc, is_create) from None
+        except (ConnectFailed, ConnectionBroken) as exc:
+            self._observe(operation, "error", start)
+            raise self._unavailable(exc, is_create) from None
+        self._observe(operation, str(raw.status), start)
         return UpstreamReply(raw.status, raw.body, raw.request_id)
+
+    def _timeout(self, exc: Exception, is_create: bool) -> UpstreamTimeout:
+        if isinstance(exc, ResponseTimeout):
+            return UpstreamTimeout(f"upstream {self.name} did not answer in time",
+                                   may_exist=is_create)
+        # Nothing reached the upstream: no task can exist, a retry is safe.
+        return UpstreamTimeout(f"timed out connecting to upstream {self.name}", may_exist=False)
+
+    def _unavailable(self, exc: Exception, is_create: bool) -> UpstreamUnavailable:
+        if isinstance(exc, ConnectionBroken):
+            return UpstreamUnavailable(f"upstream {self.name} closed the connection",
+                                       may_exist=is_create)
+        return UpstreamUnavailable(f"could not connect to upstream {self.name}", may_exist=False)
 
 
 _COMMON_HEADERS = b"Accept: application/json\r\nUser-Agent: seedance-gateway\r\n"

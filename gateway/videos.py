@@ -16,6 +16,7 @@ from gateway import tasks
 from gateway.auth import ClientIdentity
 from gateway.errors import GatewayError
 from gateway.http import json_response, parse_json, read_body, with_errors
+from gateway.middleware import note
 from gateway.services import Services, caller_of, request_id_of, services_of
 from gateway.store.base import ListQuery, TaskRecord
 from gateway.translate.openai_form import unflatten_form
@@ -45,6 +46,7 @@ async def owned_video(services: Services, identity: ClientIdentity, video_id: st
     record = await services.store.get(video_id, identity.name)
     if record is None:
         raise video_not_found(video_id)
+    note(task_id=video_id, model=record.model)
     return record
 
 
