@@ -34,6 +34,7 @@ def configure_logging(
         json = not stream.isatty()
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -52,13 +53,13 @@ def configure_logging(
     ]
     structlog.configure(
         processors=[*shared, *final],
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=lambda *args: _NamedPrintLogger(stream, args[0] if args else "gateway"),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     ))
     root = logging.getLogger()
@@ -73,8 +74,20 @@ def configure_logging(
 
 
 def get_logger(name: str) -> Any:
-    """A logger whose lines carry `logger: name`, like the stdlib ones."""
-    return structlog.get_logger().bind(logger=name)
+    """A logger whose lines carry `logger: name`, like the stdlib ones.
+
+    Lazy: module-level loggers are created at import, before configure_logging() runs, and
+    must pick up its processors (redaction included) when they first log.
+    """
+    return structlog.get_logger(name)
+
+
+class _NamedPrintLogger(structlog.PrintLogger):
+    """A PrintLogger with a `name`, so add_logger_name treats it like a stdlib logger."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
 
 
 def _json(event: Any, **_: Any) -> str:

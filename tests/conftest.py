@@ -1,21 +1,53 @@
-"""Shared fixtures: a real simulator and a real gateway on 127.0.0.1, keys that are fake."""
+"""Shared fixtures: a real simulator and a real gateway on 127.0.0.1, keys that are canaries."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.logs import configure_logging
 from gateway.simulator import SimulatorSettings, create_simulator_app
+from tests.leaks import CANARIES, LeakTrap, RecordingApp, TrapStream
 from tests.servers import FAKE_UPSTREAM_KEY, ServerThread, gateway_config
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def leak_trap() -> LeakTrap:
+    """Every log line of every logger in this process goes through the trap, at DEBUG level,
+    with the same redaction a gateway configures from its secrets."""
+    trap = LeakTrap()
+    trap_logging(trap)
+    return trap
+
+
+def trap_logging(trap: LeakTrap) -> None:
+    configure_logging("debug", json=True, secrets=CANARIES, stream=TrapStream(trap))
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(leak_trap: LeakTrap, capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """Fails a test when a canary reached a log line, a response, /metrics, or anything the
+    process wrote to stdout/stderr (prints, stray loggers) while it ran."""
+    start = len(leak_trap.findings)
+    yield
+    out, err = capfd.readouterr()
+    leak_trap.scan("stdout", out)
+    leak_trap.scan("stderr", err)
+    sys.stdout.write(out)  # give the output back to pytest's report
+    sys.stderr.write(err)
+    found = leak_trap.findings[start:]
+    assert not found, "a secret leaked:\n" + "\n".join(found)
 
 
 SimulatorFactory = Callable[..., ServerThread]
@@ -45,18 +77,20 @@ GatewayFactory = Callable[..., ServerThread]
 
 
 @pytest.fixture
-def start_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
+def start_gateway(tmp_path: Path, leak_trap: LeakTrap) -> Iterator[GatewayFactory]:
     started: list[ServerThread] = []
 
     def start(upstream_url: str, **options: Any) -> ServerThread:
         store_url = options.pop("store_url", f"sqlite:///{tmp_path}/tasks.db")
         config = gateway_config(upstream_url, store_url=store_url, **options)
-        server = ServerThread(create_app(config)).start()
+        server = ServerThread(RecordingApp(create_app(config), leak_trap)).start()
         started.append(server)
         return server
 
     yield start
     for server in started:
+        # /metrics goes through the recorder too: no secret may be a label value.
+        httpx.get(server.url + "/metrics", headers={"Authorization": "Bearer x"})
         server.stop()
 
 

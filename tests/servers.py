@@ -16,10 +16,13 @@ import httpx
 import uvicorn
 
 from gateway.config import Config, parse_config
+from tests.leaks import CANARY_ALICE_KEY, CANARY_BOB_KEY, CANARY_UPSTREAM_KEY, LeakTrap
 
-FAKE_UPSTREAM_KEY = "fake-upstream-secret-Q7xv9"
-FAKE_ALICE_KEY = "sgw-test-alice-K2m8p"
-FAKE_BOB_KEY = "sgw-test-bob-W4n1r"
+# Every key the tests use is a canary: tests/leaks.py fails any test where one shows up in a
+# log line, a response or /metrics.
+FAKE_UPSTREAM_KEY = CANARY_UPSTREAM_KEY
+FAKE_ALICE_KEY = CANARY_ALICE_KEY
+FAKE_BOB_KEY = CANARY_BOB_KEY
 
 
 def free_port() -> int:
@@ -67,6 +70,7 @@ def gateway_config(
     aliases: Mapping[str, str] | None = None,
     bob_models: Sequence[str] = ("*",),
     validation: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> Config:
     """A config like a team would write: references to env vars, never literal secrets."""
     data: dict[str, Any] = {
@@ -89,7 +93,8 @@ def gateway_config(
         "openai": {"poll_after_ms": 100},  # tests poll fast; the default is 5000
         **(extra or {}),
     }
-    env = {"UPSTREAM_KEY": FAKE_UPSTREAM_KEY, "ALICE_KEY": FAKE_ALICE_KEY, "BOB_KEY": FAKE_BOB_KEY}
+    env = {"UPSTREAM_KEY": FAKE_UPSTREAM_KEY, "ALICE_KEY": FAKE_ALICE_KEY, "BOB_KEY": FAKE_BOB_KEY,
+           **(env or {})}
     return parse_config(data, env=env)
 
 
@@ -98,6 +103,9 @@ class CliProcess:
 
     def __init__(self, args: Sequence[str], *, port: int, log: Path,
                  env: Mapping[str, str] | None = None) -> None:
+        # A gateway's own output is checked for canaries when it stops (the simulator, the
+        # upstream here, legitimately prints the upstream keys it accepts).
+        self.trap = LeakTrap() if args[0] in ("serve", "demo") else None
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log
@@ -134,3 +142,6 @@ class CliProcess:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
+        if self.trap is not None:
+            self.trap.scan("the gateway's output", self.log_path.read_bytes())
+            assert not self.trap.findings, "\n".join(self.trap.findings)
