@@ -322,7 +322,7 @@ def start_simulator(ctx: Context) -> Server:
 
 def spawn_gateway(ctx: Context, config: Path, *, workers: int, name: str = "gateway") -> Server:
     port = free_port()
-    args = ["--log-level", "warning", "serve", "--config", str(config), "--host", HOST,
+    args = ["serve", "--config", str(config), "--host", HOST,
             "--port", str(port), "--workers", str(workers)]
     return Server(name, args, port=port, env=ctx.env, workdir=ctx.workdir)
 

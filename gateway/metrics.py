@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -81,6 +82,29 @@ class Metrics:
         self.build_info = Gauge(f"{p}_build_info", "Gateway version", ["version"], registry=r,
                                 multiprocess_mode="max")
         self.build_info.labels(__version__).set(1)
+        # labels() takes a lock and builds a key on every call; the hot path reuses children.
+        self._served: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._upstream: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def served(self, route: str, method: str, status: str, seconds: float) -> None:
+        key = (route, method, status)
+        children = self._served.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, status),
+                        self.request_duration.labels(route, method))
+            self._served[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def upstream_call(self, upstream: str, operation: str, status: str, seconds: float) -> None:
+        key = (upstream, operation, status)
+        children = self._upstream.get(key)
+        if children is None:
+            children = (self.upstream_requests.labels(upstream, operation, status),
+                        self.upstream_duration.labels(upstream, operation))
+            self._upstream[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def model(self, name: str | None) -> str:
         """A bounded label: unknown names would let any caller mint new series."""

@@ -88,8 +88,7 @@ class ObservabilityMiddleware:
             metrics.in_flight.dec()
             elapsed = time.perf_counter() - start
             route, method = route_of(scope), scope["method"]
-            metrics.requests.labels(route, method, str(status)).inc()
-            metrics.request_duration.labels(route, method).observe(elapsed)
+            metrics.served(route, method, str(status), elapsed)
             _ACCESS.reset(token)
             access_log.info("request", route=route, method=method, status=status,
                             duration_ms=round(elapsed * 1000, 3), **access)

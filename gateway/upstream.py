@@ -113,8 +113,7 @@ class Upstream:
 
     def _observe(self, operation: str, status: str, start: float) -> float:
         elapsed = time.perf_counter() - start
-        self._metrics.upstream_requests.labels(self.name, operation, status).inc()
-        self._metrics.upstream_duration.labels(self.name, operation).observe(elapsed)
+        self._metrics.upstream_call(self.name, operation, status, elapsed)
         note(upstream_status=status, upstream_ms=round(elapsed * 1000, 3))
         return elapsed
 

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from gateway import tasks
 from gateway.auth import ClientIdentity
 from gateway.errors import GatewayError
+from gateway.form import text_fields
 from gateway.http import json_response, parse_json, read_body, with_errors
 from gateway.middleware import note
 from gateway.services import Services, caller_of, request_id_of, services_of
@@ -81,6 +82,9 @@ async def _create_fields(
     content_type = request.headers.get("content-type", "").lower()
     body = await read_body(request, limit)
     if content_type.startswith("multipart/form-data"):
+        simple = text_fields(request.headers["content-type"], body)
+        if simple is not None:
+            return unflatten_form(simple), {}
         return await _multipart_fields(request, body)
     if content_type.startswith("application/json") or not content_type:
         data = parse_json(body) if body.strip() else {}
