@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -36,7 +37,7 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        UtcTimestamp(),
     ]
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(serializer=_json) if json
@@ -65,9 +66,14 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore"):
+    for name in ("uvicorn", "uvicorn.error", "httpx", "httpcore"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # The gateway writes its own access event; uvicorn writes one whenever this logger has a
+    # handler anywhere up the tree, so it must not reach the root handler.
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers[:] = []
+    uvicorn_access.propagate = False
     # httpx logs every request URL at INFO, signed query strings included.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpcore").setLevel(max(logging.WARNING, root.level))
@@ -80,6 +86,27 @@ def get_logger(name: str) -> Any:
     must pick up its processors (redaction included) when they first log.
     """
     return structlog.get_logger(name)
+
+
+class UtcTimestamp:
+    """`timestamp`: ISO 8601 UTC with microseconds, like TimeStamper(fmt="iso", utc=True).
+
+    The date-and-seconds part is formatted once per second: structlog's stamper builds a
+    datetime per line, which cost ~15 µs of the ~25 µs an access line takes.
+    """
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, logger: Any, name: str, event_dict: Any) -> Any:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        return event_dict
 
 
 class _NamedPrintLogger(structlog.PrintLogger):
