@@ -42,6 +42,18 @@ class UpstreamError(GatewayError):
         self.reply = reply
 
 
+def upstream_failure(reply: UpstreamReply, *, is_create: bool = False) -> GatewayError:
+    """The error for a non-success upstream answer."""
+    if reply.status == 401:
+        # The upstream refused the gateway's own key: not the caller's fault, and a 401 would
+        # tell them their gateway key is wrong. Only the operator can fix it.
+        return GatewayError(
+            502, "UpstreamKeyRejected",
+            "The upstream rejected the gateway's upstream key; the gateway operator must check "
+            "the upstream key configuration.")
+    return UpstreamError(reply, is_create=is_create)
+
+
 @dataclass(frozen=True, slots=True)
 class NewTask:
     """A create, already translated into the native body the upstream will receive."""
@@ -73,7 +85,7 @@ async def create(
     key = upstream.next_key()
     reply = await upstream.create_task(task.body, key=key, client_request_id=request_id)
     if reply.status != 200:
-        raise UpstreamError(reply, is_create=True)
+        raise upstream_failure(reply, is_create=True)
     try:
         task_id = orjson.loads(reply.body)["id"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
@@ -114,7 +126,7 @@ async def refresh(
         # Deleted or aged out upstream: it is gone for the owner too.
         await services.store.mark_deleted(record.task_id)
     if reply.status != 200:
-        raise UpstreamError(reply)
+        raise upstream_failure(reply)
     try:
         task = orjson.loads(reply.body)
     except orjson.JSONDecodeError:
@@ -149,7 +161,7 @@ async def cancel(
     if reply.status == 404:
         await services.store.mark_deleted(record.task_id)
     if reply.status != 200:
-        raise UpstreamError(reply)
+        raise upstream_failure(reply)
     if record.terminal:
         await services.store.mark_deleted(record.task_id)
     else:

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import GatewayFactory, SimulatorFactory
 from tests.leaks import CANARY_METRICS_TOKEN
 from tests.servers import FAKE_ALICE_KEY, FAKE_UPSTREAM_KEY, CliProcess, ServerThread, free_port
+from tests.test_deploy import referenced_metric_names
 
 AUTH = {"Authorization": f"Bearer {FAKE_ALICE_KEY}"}
 MODEL = "doubao-seedance-2-0-fast-260128"
@@ -177,3 +178,17 @@ def test_metrics_can_require_a_bearer_token(
     ok = httpx.get(gateway.url + "/metrics",
                    headers={"Authorization": f"Bearer {CANARY_METRICS_TOKEN}"})
     assert ok.status_code == 200 and "seedance_gateway_build_info" in ok.text
+
+
+def test_dashboard_and_alerts_query_metrics_a_live_gateway_exports(
+    simulator: ServerThread, gateway: ServerThread
+) -> None:
+    """Every metric the Grafana dashboard and the alert rules use has samples in a live
+    /metrics after the scenario (parsed from their JSON/YAML, not grepped)."""
+    run_scenario(gateway)
+    live = {name for name, _ in scrape(gateway.url)}
+    histograms = {n.removesuffix("_bucket") for n in live if n.endswith("_bucket")}
+    referenced = referenced_metric_names()
+    assert len(referenced) >= 10
+    missing = sorted(m for m in referenced if m not in live and m not in histograms)
+    assert not missing, f"queried by deploy/ but absent from a live /metrics: {missing}"

@@ -275,3 +275,20 @@ def test_upstream_errors_reach_native_clients_verbatim(
     assert response.headers["x-upstream-request-id"]
     received = sim.app.state.simulator.requests[-1]
     assert received.headers["x-client-request-id"] == "client-abc"
+
+
+def test_rejected_upstream_key_is_the_operators_problem(
+    start_simulator: SimulatorFactory, start_gateway: GatewayFactory
+) -> None:
+    """A wrong upstream key must not look like a wrong gateway key to the caller."""
+    sim = start_simulator(upstream_keys=("some-other-upstream-key",))
+    gateway = start_gateway(sim.url + "/api/v3")
+    for path, body in [("/api/v3/contents/generations/tasks", {"model": MODEL, "content": TEXT}),
+                       ("/v1/videos", {"prompt": "x"})]:
+        response = httpx.post(gateway.url + path, json=body,
+                              headers={"Authorization": f"Bearer {FAKE_ALICE_KEY}"})
+        assert response.status_code == 502
+        assert response.json()["error"]["code"] == "UpstreamKeyRejected"
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'status="401"' in metrics  # the upstream's answer is still counted as such
+    assert "seedance_gateway_auth_failures_total{" not in metrics
