@@ -24,6 +24,7 @@ from typing import Literal
 
 from gateway.catalog import ModelSpec
 from gateway.errors import GatewayError
+from gateway.pixels import TIERS, pixel_size
 
 SizePolicy = Literal["nearest", "strict"]
 
@@ -33,30 +34,6 @@ MAX_ASPECT = 4.0
 # Nominal ratios; `adaptive` is never a mapping target (it is Ark's choice, not a size).
 RATIO_VALUES: Mapping[str, float] = MappingProxyType({
     "16:9": 16 / 9, "4:3": 4 / 3, "1:1": 1.0, "3:4": 3 / 4, "9:16": 9 / 16, "21:9": 21 / 9,
-})
-
-# seedance-native.md §5.5: the 2.0 family's output size per resolution and ratio.
-_PIXELS: Mapping[str, Mapping[str, tuple[int, int]]] = MappingProxyType({
-    "480p": MappingProxyType({
-        "16:9": (864, 496), "4:3": (752, 560), "1:1": (640, 640),
-        "3:4": (560, 752), "9:16": (496, 864), "21:9": (992, 432),
-    }),
-    "720p": MappingProxyType({
-        "16:9": (1280, 720), "4:3": (1112, 834), "1:1": (960, 960),
-        "3:4": (834, 1112), "9:16": (720, 1280), "21:9": (1470, 630),
-    }),
-    "1080p": MappingProxyType({
-        "16:9": (1920, 1080), "4:3": (1664, 1248), "1:1": (1440, 1440),
-        "3:4": (1248, 1664), "9:16": (1080, 1920), "21:9": (2206, 946),
-    }),
-    "4k": MappingProxyType({
-        "16:9": (3840, 2160), "4:3": (3326, 2494), "1:1": (2880, 2880),
-        "3:4": (2494, 3326), "9:16": (2160, 3840), "21:9": (4398, 1886),
-    }),
-})
-TIERS: tuple[str, ...] = tuple(_PIXELS)
-_FAMILY_PIXELS: Mapping[str, Mapping[tuple[str, str], tuple[int, int]]] = MappingProxyType({
-    "2.5": MappingProxyType({("480p", "16:9"): (854, 480)}),
 })
 
 # translation.md §4, the exact table: sizes OpenAI clients send, mapped without any rounding.
@@ -86,7 +63,7 @@ def pixel_family(model_id: str) -> str:
 
 def output_size(resolution: str, ratio: str, family: str) -> str | None:
     """Ark's output size (``"1280x720"``), or None for `adaptive` or an unknown combination."""
-    pixels = _pixels(resolution, ratio, family)
+    pixels = pixel_size(resolution, ratio, family)
     return f"{pixels[0]}x{pixels[1]}" if pixels else None
 
 
@@ -145,16 +122,13 @@ def _nearest_ratio(width: int, height: int, candidates: Sequence[str]) -> str:
 
 def _nearest_tier(pixels: int, ratio: str, family: str, tiers: Sequence[str]) -> str:
     def distance(tier: str) -> float:
-        size = _pixels(tier, ratio, family)
+        size = pixel_size(tier, ratio, family)
         assert size is not None  # every tier in the table covers every fixed ratio
         return round(abs(math.log(pixels / (size[0] * size[1]))), _TIE)
 
     return min(tiers, key=distance)  # min keeps the first (lowest) tier on a tie
 
 
-def _pixels(resolution: str, ratio: str, family: str) -> tuple[int, int] | None:
-    override = _FAMILY_PIXELS.get(family, {}).get((resolution, ratio))
-    return override or _PIXELS.get(resolution, {}).get(ratio)
 
 
 def _shown(value: str) -> str:
