@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import downloads, native, videos
+from gateway import admin, downloads, native, videos
 from gateway.auth import ClientKeys
 from gateway.config import Config, build_catalogue
 from gateway.errors import GatewayError
@@ -23,14 +23,14 @@ from gateway.metrics import Metrics
 from gateway.middleware import ObservabilityMiddleware
 from gateway.services import Services
 from gateway.store import open_store
-from gateway.store.base import TaskStore
+from gateway.store.base import GatewayStore
 from gateway.upstream import Upstream
 
 
 def create_app(
     config: Config,
     *,
-    store: TaskStore | None = None,
+    store: GatewayStore | None = None,
     clock: Callable[[], float] = time.time,
     registry: CollectorRegistry | None = None,
 ) -> Starlette:
@@ -41,13 +41,14 @@ def create_app(
         registry: the Prometheus registry (a fresh one per app by default).
     """
     catalogue = build_catalogue(config)
+    store_ = store if store is not None else open_store(config.store.url)
     metrics = Metrics(catalogue.names(), registry)
     services = Services(
         config=config,
         catalogue=catalogue,
-        client_keys=ClientKeys(config.client_keys),
+        client_keys=ClientKeys(config.client_keys, store=store_),
         upstreams={u.name: Upstream(u, metrics=metrics) for u in config.upstreams},
-        store=store if store is not None else open_store(config.store.url),
+        store=store_,
         metrics=metrics,
         clock=clock,
     )
@@ -63,12 +64,13 @@ def create_app(
             await services.store.close()
 
     app = Starlette(
-        routes=[*native.routes(), *downloads.routes(), *videos.routes(),
+        routes=[*native.routes(), *downloads.routes(), *videos.routes(), *admin.routes(),
                 *_operations_routes(config)],
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.admin_keys = admin.AdminKeys(config)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app
 

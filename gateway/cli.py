@@ -7,7 +7,6 @@ import asyncio
 import os
 import secrets
 import socket
-import sys
 import tempfile
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +20,8 @@ from uvicorn.supervisors import Multiprocess
 from gateway import __version__
 from gateway.app import create_app
 from gateway.catalog import OPENAI_ALIASES, RESELLER_ALIASES
-from gateway.config import Config, ConfigError, build_catalogue, load_config
+from gateway.cli_keys import add_keys_parser, load_or_exit
+from gateway.config import Config, build_catalogue
 from gateway.logs import LEVELS, configure_logging
 from gateway.secrets import mask
 from gateway.simulator import SimulatorSettings, create_simulator_app
@@ -60,7 +60,7 @@ def _run(app: Any, *, host: str, port: int, workers: int = 1, factory: bool = Fa
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = _load_or_exit(args.config)
+    config = load_or_exit(args.config)
     host = args.host or config.server.host
     port = args.port or config.server.port
     workers = args.workers or config.server.workers
@@ -100,6 +100,8 @@ def demo_config(
             for i, key in enumerate(client_keys, start=1)
         ],
         "store": {"url": args.store},
+        "admin": {"keys": [{"name": "demo-admin", "secret": SecretStr(args.admin_key)}]
+                  if args.admin_key else []},
     }
     return Config.model_validate(data, context={"env": {}}), upstream_key
 
@@ -167,7 +169,7 @@ def _demo_banner(base: str, client_keys: Sequence[str], *, simulated: bool) -> s
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load_or_exit(args.file)
+    config = load_or_exit(args.file)
     print(f"{args.file}: OK")
     print(f"  store: {config.store.url}")
     for upstream in config.upstreams:
@@ -184,14 +186,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for alias, target in sorted(catalogue.aliases().items()):
         print(f"  alias {alias} -> {target}")
     return 0
-
-
-def _load_or_exit(path: str) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -222,7 +216,10 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--upstream-key", metavar="KEY")
     demo.add_argument("--store", default="sqlite:///seedance-gateway-demo.db", metavar="URL")
     demo.add_argument("--sim-delay", type=float, default=3.0, metavar="SECONDS")
+    demo.add_argument("--admin-key", metavar="KEY", help="enables /admin/* with this key")
     demo.set_defaults(func=cmd_demo)
+
+    add_keys_parser(sub)
 
     check = sub.add_parser("check-config", help="validate a config file and print it, masked")
     check.add_argument("file", metavar="FILE")

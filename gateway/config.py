@@ -124,7 +124,7 @@ class ClientKeyConfig(_Frozen):
 
 
 class StoreConfig(_Frozen):
-    url: str = Field(default="sqlite:///seedance-gateway.db", pattern=r"^sqlite://")
+    url: str = Field(default="sqlite:///seedance-gateway.db", pattern=r"^(sqlite|rediss?)://")
 
 
 class OpenAIConfig(_Frozen):
@@ -132,6 +132,17 @@ class OpenAIConfig(_Frozen):
     duration_policy: Literal["clamp", "strict"] = "clamp"
     poll_after_ms: int = Field(default=5000, ge=0, le=60000)
     default_model: str = "sora-2"  # used when an OpenAI create names no model
+
+
+class AdminKeyConfig(_Frozen):
+    """An operator key for /admin/* (key lifecycle, usage)."""
+
+    name: str = Field(pattern=_NAME)
+    secret: Secret
+
+
+class AdminConfig(_Frozen):
+    keys: tuple[AdminKeyConfig, ...] = ()
 
 
 class MetricsConfig(_Frozen):
@@ -156,6 +167,7 @@ class Config(_Frozen):
     store: StoreConfig = StoreConfig()
     openai: OpenAIConfig = OpenAIConfig()
     metrics: MetricsConfig = MetricsConfig()
+    admin: AdminConfig = AdminConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -176,6 +188,7 @@ class Config(_Frozen):
         values += [k.secret.get_secret_value() for k in self.client_keys if k.secret]
         if self.metrics.bearer is not None:
             values.append(self.metrics.bearer.get_secret_value())
+        values += [k.secret.get_secret_value() for k in self.admin.keys]
         return values
 
     def upstream(self, name: str) -> UpstreamConfig:

@@ -81,7 +81,7 @@ async def _disconnected(receive: Receive) -> None:
 
 async def video_content(request: Request) -> Response:
     services = services_of(request)
-    identity = caller_of(request, services)
+    identity = await caller_of(request, services)
     record = await owned_video(services, identity, request.path_params["video_id"])
     variant = request.query_params.get("variant") or "video"
     if variant == "spritesheet":

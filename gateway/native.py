@@ -51,7 +51,7 @@ def _reply_headers(request: Request, reply: UpstreamReply | None) -> dict[str, s
 
 async def create_task(request: Request) -> Response:
     services = services_of(request)
-    identity = caller_of(request, services)
+    identity = await caller_of(request, services)
     raw = await read_body(request, services.config.server.max_body_bytes)
     body = parse_json(raw)
     name = require_model(body)
@@ -80,7 +80,7 @@ async def create_task(request: Request) -> Response:
 
 async def get_task(request: Request) -> Response:
     services = services_of(request)
-    identity = caller_of(request, services)
+    identity = await caller_of(request, services)
     record = await tasks.owned(services, identity, request.path_params["task_id"])
     try:
         _, reply = await tasks.refresh(services, record, request_id=_client_request_id(request))
@@ -91,7 +91,7 @@ async def get_task(request: Request) -> Response:
 
 async def delete_task(request: Request) -> Response:
     services = services_of(request)
-    identity = caller_of(request, services)
+    identity = await caller_of(request, services)
     raw = await read_body(request, 64 * 1024)
     if raw.strip() and not isinstance(parse_json(raw), dict):
         raise GatewayError(400, "InvalidParameter", "The request body must be a JSON object.")
@@ -105,7 +105,7 @@ async def delete_task(request: Request) -> Response:
 
 async def list_tasks(request: Request) -> Response:
     services = services_of(request)
-    identity = caller_of(request, services)
+    identity = await caller_of(request, services)
     params = parse_list_params(request.query_params.multi_items())
     query = ListQuery(
         owner=identity.name, statuses=params.statuses, task_ids=params.task_ids,

@@ -14,7 +14,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.middleware import note
-from gateway.store.base import TaskRecord, TaskStore
+from gateway.store.base import GatewayStore, TaskRecord
 from gateway.upstream import Upstream
 
 
@@ -24,7 +24,7 @@ class Services:
     catalogue: Catalogue
     client_keys: ClientKeys
     upstreams: dict[str, Upstream]
-    store: TaskStore
+    store: GatewayStore
     metrics: Metrics
     clock: Callable[[], float] = field(default=time.time)
 
@@ -47,9 +47,9 @@ def services_of(request: Request) -> Services:
     return services
 
 
-def caller_of(request: Request, services: Services) -> ClientIdentity:
+async def caller_of(request: Request, services: Services) -> ClientIdentity:
     """The authenticated client key behind a request (401 if none)."""
-    identity = services.client_keys.authenticate(request.headers.get("authorization"))
+    identity = await services.client_keys.authenticate(request.headers.get("authorization"))
     note(client_key=identity.name)
     return identity
 

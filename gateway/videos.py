@@ -53,7 +53,7 @@ async def owned_video(services: Services, identity: ClientIdentity, video_id: st
 
 async def create_video(request: Request) -> Response:
     services = services_of(request)
-    identity = caller_of(request, services)
+    identity = await caller_of(request, services)
     fields, files = await _create_fields(request, services.config.server.max_body_bytes)
     policy = services.config.openai
     if fields.get("model") in (None, ""):
@@ -122,7 +122,7 @@ async def _multipart_fields(
 
 async def retrieve_video(request: Request) -> Response:
     services = services_of(request)
-    identity = caller_of(request, services)
+    identity = await caller_of(request, services)
     record = await owned_video(services, identity, request.path_params["video_id"])
     task, _ = await tasks.refresh(services, record, request_id=request_id_of(request))
     video = video_from_task(record, task, now=int(services.clock()),
@@ -146,7 +146,7 @@ def _poll_headers(
 
 async def list_videos(request: Request) -> Response:
     services = services_of(request)
-    identity = caller_of(request, services)
+    identity = await caller_of(request, services)
     params = request.query_params
     limit = _list_limit(params.get("limit"))
     order = params.get("order") or "desc"
@@ -195,7 +195,7 @@ def stored_task(record: TaskRecord) -> dict[str, Any] | None:
 
 async def delete_video(request: Request) -> Response:
     services = services_of(request)
-    identity = caller_of(request, services)
+    identity = await caller_of(request, services)
     record = await owned_video(services, identity, request.path_params["video_id"])
     try:
         await tasks.cancel(services, record, request_id=request_id_of(request))
@@ -219,7 +219,7 @@ def _refused_delete(record: TaskRecord, error: GatewayError) -> GatewayError:
 
 def _unsupported(operation: str) -> Any:
     async def endpoint(request: Request) -> Response:
-        caller_of(request, services_of(request))
+        await caller_of(request, services_of(request))
         raise GatewayError(400, "unsupported_operation",
                            f"'{operation}': {UNSUPPORTED[operation]}")
 

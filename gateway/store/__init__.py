@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from gateway.store.base import ListQuery, TaskRecord, TaskStore
+from gateway.store.base import GatewayStore, ListQuery, TaskRecord, TaskStore
 from gateway.store.sqlite import SQLiteTaskStore, StoreError
 
 
-def open_store(url: str) -> TaskStore:
+def open_store(url: str) -> GatewayStore:
     """The store a `store.url` names (the store is opened in the app's lifespan)."""
     if url.startswith("sqlite://"):
         return SQLiteTaskStore.from_url(url)
     raise StoreError(f"unsupported store url {url.split('://')[0]}://…; use sqlite:///path.db")
 
 
-__all__ = ["ListQuery", "SQLiteTaskStore", "StoreError", "TaskRecord", "TaskStore", "open_store"]
+__all__ = [
+    "GatewayStore", "ListQuery", "SQLiteTaskStore", "StoreError", "TaskRecord", "TaskStore",
+    "open_store",
+]

@@ -85,3 +85,55 @@ class TaskStore(Protocol):
     async def list(self, query: ListQuery) -> tuple[list[TaskRecord], int]:
         """A page of records and the total number matching the filters."""
         ...
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    """A client key managed through the admin API or CLI (config keys are not stored).
+
+    Only the sha256 digest of the secret is kept; `prefix` is its first characters, shown in
+    listings so people can tell keys apart. A revoked key stays stored (for the audit trail
+    and its usage) but no longer authenticates.
+    """
+
+    name: str
+    digest: str  # sha256 hex of the secret
+    prefix: str
+    models: tuple[str, ...] = ("*",)
+    rpm: int | None = None
+    max_in_flight: int | None = None
+    daily_tokens: int | None = None
+    monthly_tokens: int | None = None
+    expires_at: int | None = None
+    disabled: bool = False
+    revoked: bool = False
+    created_at: int = 0
+    updated_at: int = 0
+
+
+class KeyExists(Exception):
+    """A key with that name is already stored."""
+
+
+class KeyStore(Protocol):
+    """Persistence for admin-managed client keys."""
+
+    async def add_key(self, record: KeyRecord) -> None:
+        """Store a new key; raises KeyExists when the name is taken (revoked keys included)."""
+        ...
+
+    async def get_key(self, name: str) -> KeyRecord | None: ...
+
+    async def key_by_digest(self, digest: str) -> KeyRecord | None:
+        """The key whose secret has this sha256 hex digest, revoked or not."""
+        ...
+
+    async def list_keys(self) -> list[KeyRecord]: ...
+
+    async def put_key(self, record: KeyRecord, *, old_digest: str | None = None) -> None:
+        """Replace a stored key; `old_digest` when rotation changed the digest."""
+        ...
+
+
+class GatewayStore(TaskStore, KeyStore, Protocol):
+    """What the gateway needs from a backend: task records and managed keys."""

@@ -7,11 +7,14 @@ keeps commits off fsync, and lets several worker processes share the file.
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-from gateway.store.base import ListQuery, TaskRecord
+import orjson
+
+from gateway.store.base import KeyExists, KeyRecord, ListQuery, TaskRecord
 
 SCHEMA_VERSION = 1
 
@@ -37,6 +40,21 @@ CREATE TABLE IF NOT EXISTS tasks (
     deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (owner, deleted, created_at);
+CREATE TABLE IF NOT EXISTS client_keys (
+    name TEXT PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    models TEXT NOT NULL,
+    rpm INTEGER,
+    max_in_flight INTEGER,
+    daily_tokens INTEGER,
+    monthly_tokens INTEGER,
+    expires_at INTEGER,
+    disabled INTEGER NOT NULL,
+    revoked INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
 """
 
 _COLUMNS = (
@@ -196,6 +214,50 @@ class SQLiteTaskStore:
             [*page_args, query.limit, query.offset],
         ).fetchall()
         return [_record(r) for r in rows], total
+
+    async def add_key(self, record: KeyRecord) -> None:
+        try:
+            self._conn.execute(
+                f"INSERT INTO client_keys ({', '.join(_KEY_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_KEY_COLUMNS))})", _key_row(record))
+        except sqlite3.IntegrityError:
+            raise KeyExists(record.name) from None
+
+    async def get_key(self, name: str) -> KeyRecord | None:
+        row = self._conn.execute(f"{_SELECT_KEY} WHERE name = ?", (name,)).fetchone()
+        return _key(row) if row is not None else None
+
+    async def key_by_digest(self, digest: str) -> KeyRecord | None:
+        row = self._conn.execute(f"{_SELECT_KEY} WHERE digest = ?", (digest,)).fetchone()
+        return _key(row) if row is not None else None
+
+    async def list_keys(self) -> builtins.list[KeyRecord]:
+        return [_key(r) for r in self._conn.execute(f"{_SELECT_KEY} ORDER BY name").fetchall()]
+
+    async def put_key(self, record: KeyRecord, *, old_digest: str | None = None) -> None:
+        columns = ", ".join(f"{c} = ?" for c in _KEY_COLUMNS[1:])
+        self._conn.execute(f"UPDATE client_keys SET {columns} WHERE name = ?",
+                           (*_key_row(record)[1:], record.name))
+
+
+_KEY_COLUMNS = (
+    "name", "digest", "prefix", "models", "rpm", "max_in_flight", "daily_tokens",
+    "monthly_tokens", "expires_at", "disabled", "revoked", "created_at", "updated_at",
+)
+_SELECT_KEY = f"SELECT {', '.join(_KEY_COLUMNS)} FROM client_keys"
+
+
+def _key_row(record: KeyRecord) -> tuple[Any, ...]:
+    values = {c: getattr(record, c) for c in _KEY_COLUMNS}
+    values["models"] = orjson.dumps(list(record.models)).decode()
+    return tuple(values[c] for c in _KEY_COLUMNS)
+
+
+def _key(row: tuple[Any, ...]) -> KeyRecord:
+    fields = dict(zip(_KEY_COLUMNS, row, strict=True))
+    fields["models"] = tuple(orjson.loads(fields["models"]))
+    fields["disabled"], fields["revoked"] = bool(fields["disabled"]), bool(fields["revoked"])
+    return KeyRecord(**fields)
 
 
 def _record(row: tuple[Any, ...]) -> TaskRecord:

@@ -1,0 +1,93 @@
+"""`seedance-gateway keys …`: the key lifecycle from the command line, on the configured store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from gateway.config import Config, ConfigError, load_config
+from gateway.errors import GatewayError
+from gateway.key_lifecycle import KeyLifecycle
+from gateway.store import open_store
+
+
+def load_or_exit(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Key lifecycle against the configured store, as the admin API does it."""
+    config = load_or_exit(args.config)
+    actor = f"cli:{getpass.getuser()}"
+    policy = {field: getattr(args, field) for field in _POLICY_FLAGS
+              if getattr(args, field, None) is not None}
+    if getattr(args, "models", None):
+        policy["models"] = args.models
+    if getattr(args, "disable", None) is not None:
+        policy["disabled"] = args.disable
+
+    async def run() -> Any:
+        store = open_store(config.store.url)
+        await store.open()
+        try:
+            keys = KeyLifecycle(store, config.client_keys, time.time)
+            if args.action == "create":
+                return await keys.create({"name": args.name, **policy}, actor=actor)
+            if args.action == "list":
+                return await keys.list()
+            if args.action == "get":
+                return await keys.get(args.name)
+            if args.action == "update":
+                return await keys.update(args.name, policy, actor=actor)
+            if args.action == "revoke":
+                return await keys.revoke(args.name, actor=actor)
+            return await keys.rotate(args.name, actor=actor)
+        finally:
+            await store.close()
+
+    try:
+        result = asyncio.run(run())
+    except GatewayError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    if isinstance(result, dict) and "key" in result:
+        print("The key is shown only now; store it safely.", file=sys.stderr)
+    return 0
+
+
+_POLICY_FLAGS = ("rpm", "max_in_flight", "daily_tokens", "monthly_tokens", "expires_at")
+
+
+def add_keys_parser(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="create, list, update, revoke and rotate client keys")
+    keys.add_argument("--config", required=True, metavar="FILE")
+    actions = keys.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="every key (config keys too), secrets never shown")
+    for action in ("get", "revoke", "rotate"):
+        actions.add_parser(action).add_argument("name")
+    for action in ("create", "update"):
+        parser = actions.add_parser(action)
+        parser.add_argument("name")
+        parser.add_argument("--models", nargs="+", metavar="MODEL")
+        parser.add_argument("--rpm", type=int)
+        parser.add_argument("--max-in-flight", type=int, dest="max_in_flight")
+        parser.add_argument("--daily-tokens", type=int, dest="daily_tokens")
+        parser.add_argument("--monthly-tokens", type=int, dest="monthly_tokens")
+        parser.add_argument("--expires-at", dest="expires_at",
+                            help="unix seconds or ISO 8601 (2026-12-31T00:00:00Z)")
+        if action == "update":
+            state = parser.add_mutually_exclusive_group()
+            state.add_argument("--disable", dest="disable", action="store_true", default=None)
+            state.add_argument("--enable", dest="disable", action="store_false")
+    keys.set_defaults(func=cmd_keys)
