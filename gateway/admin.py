@@ -14,7 +14,7 @@ from starlette.routing import Route
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.http import json_response, parse_json, read_body, with_errors
-from gateway.key_lifecycle import KeyLifecycle
+from gateway.key_lifecycle import KeyLifecycle, usage_report
 from gateway.services import services_of
 
 PREFIX = "/admin"
@@ -89,9 +89,19 @@ async def rotate_key(request: Request, keys: KeyLifecycle, actor: str) -> Respon
     return json_response(await keys.rotate(request.path_params["name"], actor=actor))
 
 
+async def usage(request: Request, keys: KeyLifecycle, actor: str) -> Response:
+    services = services_of(request)
+    params = request.query_params
+    report = await usage_report(services.store, since=params.get("from"),
+                                until=params.get("to"), key=params.get("key") or None,
+                                now=services.clock())
+    return json_response(report)
+
+
 def routes() -> list[Route]:
     keys = PREFIX + "/keys"
     return [
+        Route(PREFIX + "/usage", _admin(usage), methods=["GET"]),
         Route(keys, _admin(create_key), methods=["POST"]),
         Route(keys, _admin(list_keys), methods=["GET"]),
         Route(keys + "/{name}", _admin(get_key), methods=["GET"]),

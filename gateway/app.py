@@ -21,6 +21,7 @@ from gateway.errors import GatewayError
 from gateway.http import Shape, error_response, json_response
 from gateway.metrics import Metrics
 from gateway.middleware import ObservabilityMiddleware
+from gateway.policy import Policy
 from gateway.services import Services
 from gateway.store import open_store
 from gateway.store.base import GatewayStore
@@ -50,6 +51,7 @@ def create_app(
         upstreams={u.name: Upstream(u, metrics=metrics) for u in config.upstreams},
         store=store_,
         metrics=metrics,
+        policy=Policy(store_, clock),
         clock=clock,
     )
 

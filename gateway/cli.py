@@ -20,7 +20,7 @@ from uvicorn.supervisors import Multiprocess
 from gateway import __version__
 from gateway.app import create_app
 from gateway.catalog import OPENAI_ALIASES, RESELLER_ALIASES
-from gateway.cli_keys import add_keys_parser, load_or_exit
+from gateway.cli_keys import add_keys_parser, add_usage_parser, load_or_exit
 from gateway.config import Config, build_catalogue
 from gateway.logs import LEVELS, configure_logging
 from gateway.secrets import mask
@@ -220,6 +220,7 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     add_keys_parser(sub)
+    add_usage_parser(sub)
 
     check = sub.add_parser("check-config", help="validate a config file and print it, masked")
     check.add_argument("file", metavar="FILE")

@@ -13,7 +13,7 @@ import orjson
 
 from gateway.config import Config, ConfigError, load_config
 from gateway.errors import GatewayError
-from gateway.key_lifecycle import KeyLifecycle
+from gateway.key_lifecycle import KeyLifecycle, usage_report
 from gateway.store import open_store
 
 
@@ -67,6 +67,46 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 _POLICY_FLAGS = ("rpm", "max_in_flight", "daily_tokens", "monthly_tokens", "expires_at")
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    config = load_or_exit(args.config)
+
+    async def run() -> dict[str, Any]:
+        store = open_store(config.store.url)
+        await store.open()
+        try:
+            return await usage_report(store, since=args.since, until=args.until, key=args.key,
+                                      now=time.time())
+        finally:
+            await store.close()
+
+    try:
+        report = asyncio.run(run())
+    except GatewayError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"usage {report['from']} .. {report['to']}")
+    print(f"{'day':<12}{'key':<20}{'model':<36}{'tasks':>7}{'tokens':>14}")
+    for row in report["data"]:
+        print(f"{row['day']:<12}{row['key']:<20}{row['model']:<36}{row['tasks']:>7}"
+              f"{row['tokens']:>14}")
+    for total in report["totals"]:
+        print(f"{'total':<12}{total['key']:<20}{'':<36}{total['tasks']:>7}{total['tokens']:>14}")
+    return 0
+
+
+def add_usage_parser(sub: Any) -> None:
+    usage = sub.add_parser("usage", help="tasks and tokens by key, model and day")
+    usage.add_argument("--config", required=True, metavar="FILE")
+    usage.add_argument("--from", dest="since", metavar="YYYY-MM-DD")
+    usage.add_argument("--to", dest="until", metavar="YYYY-MM-DD")
+    usage.add_argument("--key", metavar="NAME")
+    usage.add_argument("--json", action="store_true")
+    usage.set_defaults(func=cmd_usage)
 
 
 def add_keys_parser(sub: Any) -> None:

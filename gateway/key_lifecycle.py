@@ -7,7 +7,9 @@ short prefix are stored. Keys defined in the config file are listed too, read-on
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -17,11 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.config import ClientKeyConfig
 from gateway.errors import GatewayError
 from gateway.logs import get_logger
-from gateway.store.base import KeyExists, KeyRecord, KeyStore
+from gateway.store.base import KeyExists, KeyRecord, KeyStore, LimitStore
 
 SECRET_PREFIX = "sgw-"
 SHOWN_PREFIX_LENGTH = 10
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 log = get_logger("gateway.admin")
 
 
@@ -159,6 +162,28 @@ class KeyLifecycle:
         if writable and record.revoked:
             raise _conflict(f"The key {name!r} is revoked.")
         return record
+
+
+async def usage_report(store: LimitStore, *, since: str | None, until: str | None,
+                       key: str | None, now: float) -> dict[str, Any]:
+    """Tasks and tokens by key, model and UTC day (settled figures, estimates for tasks still
+    running). `since`/`until` are YYYY-MM-DD, both included; the default is the last 30 days."""
+    until = until or time.strftime("%Y-%m-%d", time.gmtime(now))
+    since = since or time.strftime("%Y-%m-%d", time.gmtime(now - 29 * 86400))
+    for name, day in (("from", since), ("to", until)):
+        if not _DAY.match(day):
+            raise GatewayError(400, "invalid_value", f"{name} must be a day like 2026-11-24.",
+                               param=name)
+    rows = await store.usage(since_day=since, until_day=until, key=key)
+    totals: dict[str, dict[str, int]] = {}
+    for row in rows:
+        total = totals.setdefault(row.key, {"tasks": 0, "tokens": 0})
+        total["tasks"] += row.tasks
+        total["tokens"] += row.tokens
+    return {"object": "usage", "from": since, "to": until,
+            "data": [{"key": r.key, "model": r.model, "day": r.day, "tasks": r.tasks,
+                      "tokens": r.tokens} for r in rows],
+            "totals": [{"key": k, **v} for k, v in sorted(totals.items())]}
 
 
 def _apply(record: KeyRecord, policy: KeyPolicy) -> None:

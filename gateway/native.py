@@ -20,6 +20,7 @@ from gateway.http import (
     with_errors,
 )
 from gateway.middleware import is_sane_id
+from gateway.policy import estimate_tokens
 from gateway.services import caller_of, request_id_of, services_of
 from gateway.store.base import ListQuery, TaskRecord
 from gateway.translate.seedance_validation import (
@@ -69,6 +70,7 @@ async def create_task(request: Request) -> Response:
     new_task = tasks.NewTask(
         spec=spec, body=raw, surface="native", prompt=tasks.first_prompt(body),
         service_tier=tier if isinstance(tier, str) else "default",
+        estimate=estimate_tokens(spec, body),
     )
     try:
         _, reply = await tasks.create(services, identity, new_task,

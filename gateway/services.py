@@ -14,6 +14,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.middleware import note
+from gateway.policy import Policy
 from gateway.store.base import GatewayStore, TaskRecord
 from gateway.upstream import Upstream
 
@@ -26,6 +27,7 @@ class Services:
     upstreams: dict[str, Upstream]
     store: GatewayStore
     metrics: Metrics
+    policy: Policy
     clock: Callable[[], float] = field(default=time.time)
 
     def upstream_for(self, spec: ModelSpec) -> Upstream:
@@ -51,6 +53,7 @@ async def caller_of(request: Request, services: Services) -> ClientIdentity:
     """The authenticated client key behind a request (401 if none)."""
     identity = await services.client_keys.authenticate(request.headers.get("authorization"))
     note(client_key=identity.name)
+    await services.policy.check_rate(identity)
     return identity
 
 

@@ -62,6 +62,7 @@ class NewTask:
     body: bytes
     surface: Surface
     prompt: str | None
+    estimate: int  # tokens held against the key's budget until the task ends
     service_tier: str = "default"
     requested_size: str | None = None
     requested_seconds: str | None = None
@@ -83,17 +84,16 @@ async def create(
     note(model=task.spec.name)
     upstream = services.upstream_for(task.spec)
     key = upstream.next_key()
-    reply = await upstream.create_task(task.body, key=key, client_request_id=request_id)
-    if reply.status != 200:
-        raise upstream_failure(reply, is_create=True)
+    held = await services.policy.hold(identity, task.spec, task.estimate)
     try:
-        task_id = orjson.loads(reply.body)["id"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        task_id = None
-    if not isinstance(task_id, str) or not task_id:
-        error = UpstreamBadResponse("the upstream accepted the task but returned no task id")
-        error.headers["x-should-retry"] = "false"
-        raise error
+        reply = await upstream.create_task(task.body, key=key, client_request_id=request_id)
+        task_id = _created_id(reply)
+    except BaseException:
+        # No task to wait for: give the slot and the tokens back. (A create whose answer was
+        # lost may still exist upstream; the gateway cannot follow it without an id.)
+        await services.store.release(held.ref)
+        raise
+    await services.store.rename_reservation(held.ref, task_id)
     now = int(services.clock())
     record = TaskRecord(
         task_id=task_id, owner=identity.name, upstream=upstream.name, upstream_key=key,
@@ -105,6 +105,20 @@ async def create(
     services.metrics.tasks_created.labels(services.metrics.model(record.model), task.surface).inc()
     note(task_id=task_id)
     return record, reply
+
+
+def _created_id(reply: UpstreamReply) -> str:
+    if reply.status != 200:
+        raise upstream_failure(reply, is_create=True)
+    try:
+        task_id = orjson.loads(reply.body)["id"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        task_id = None
+    if not isinstance(task_id, str) or not task_id:
+        error = UpstreamBadResponse("the upstream accepted the task but returned no task id")
+        error.headers["x-should-retry"] = "false"
+        raise error
+    return task_id
 
 
 async def owned(services: Services, identity: ClientIdentity, task_id: str) -> TaskRecord:
@@ -135,7 +149,8 @@ async def refresh(
         raise UpstreamBadResponse("the upstream returned a task without a status")
     status = task["status"]
     if status in TERMINAL_STATUSES and not record.terminal:
-        _observe_finished(services, record, task)
+        billed = _observe_finished(services, record, task)
+        await services.store.settle(record.task_id, billed)
     if status != record.status or record.task_json is None:
         usage = task.get("usage")
         tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
@@ -166,6 +181,7 @@ async def cancel(
         await services.store.mark_deleted(record.task_id)
     else:
         now = int(services.clock())
+        await services.store.settle(record.task_id, 0)  # cancelled while queued: no bill
         record.status = "cancelled"
         await services.store.update_status(
             record.task_id, status="cancelled", updated_at=now, usage_tokens=None,
@@ -174,22 +190,23 @@ async def cancel(
     return reply
 
 
-def _observe_finished(services: Services, record: TaskRecord, task: dict[str, Any]) -> None:
-    """Counted once per task: when the gateway first sees it end (and records that)."""
+def _observe_finished(services: Services, record: TaskRecord, task: dict[str, Any]) -> int:
+    """Counted once per task, when the gateway first sees it end; the tokens it billed."""
     metrics = services.metrics
     model = metrics.model(record.model)
     status = task["status"]
     metrics.tasks_finished.labels(model, status).inc()
-    if status != "succeeded":
-        return
-    updated_at, resolution = task.get("updated_at"), task.get("resolution")
-    if isinstance(updated_at, int) and updated_at >= record.created_at:
-        label = resolution if resolution in ("480p", "720p", "1080p", "4k") else "other"
-        metrics.task_duration.labels(model, label).observe(updated_at - record.created_at)
     usage = task.get("usage")
     tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
-    if isinstance(tokens, int) and tokens > 0:
-        metrics.tokens.labels(model, record.owner).inc(tokens)
+    billed = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else 0
+    if billed > 0:
+        metrics.tokens.labels(model, record.owner).inc(billed)
+    if status == "succeeded":
+        updated_at, resolution = task.get("updated_at"), task.get("resolution")
+        if isinstance(updated_at, int) and updated_at >= record.created_at:
+            label = resolution if resolution in ("480p", "720p", "1080p", "4k") else "other"
+            metrics.task_duration.labels(model, label).observe(updated_at - record.created_at)
+    return billed
 
 
 def _with_status(task_json: bytes | None, status: str, now: int) -> bytes:

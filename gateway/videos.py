@@ -18,6 +18,7 @@ from gateway.errors import GatewayError
 from gateway.form import text_fields
 from gateway.http import json_response, parse_json, read_body, with_errors
 from gateway.middleware import note
+from gateway.policy import estimate_tokens
 from gateway.services import Services, caller_of, request_id_of, services_of
 from gateway.store.base import ListQuery, TaskRecord
 from gateway.translate.openai_form import unflatten_form
@@ -69,6 +70,7 @@ async def create_video(request: Request) -> Response:
         spec=create.spec, body=orjson.dumps(create.body), surface="openai",
         prompt=create.prompt, service_tier=tier if isinstance(tier, str) else "default",
         requested_size=create.requested_size, requested_seconds=create.requested_seconds,
+        estimate=estimate_tokens(create.spec, create.body),
     )
     record, _ = await tasks.create(services, identity, new_task, request_id=request_id_of(request))
     video = video_from_task(record, None, now=int(services.clock()), family=create.spec.family)

@@ -135,5 +135,69 @@ class KeyStore(Protocol):
         ...
 
 
-class GatewayStore(TaskStore, KeyStore, Protocol):
-    """What the gateway needs from a backend: task records and managed keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Tokens and an in-flight slot held for one create, until the task ends."""
+
+    ref: str  # the upstream task id once known; a temporary id before
+    key: str
+    model: str
+    day: str  # "2026-11-24" (UTC)
+    month: str  # "2026-11"
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_in_flight: int | None = None
+    daily_tokens: int | None = None
+    monthly_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRefusal:
+    """Which limit refused a reservation, and where the key stands against it."""
+
+    limit: str  # "max_in_flight" | "daily_tokens" | "monthly_tokens"
+    allowed: int
+    used: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    key: str
+    model: str
+    day: str
+    tasks: int
+    tokens: int  # settled tokens plus estimates still held
+
+
+class LimitStore(Protocol):
+    """Counters that must hold across replicas: each call is atomic in the backend."""
+
+    async def count_request(self, key: str, window: int) -> int:
+        """Count one request of `key` in the minute `window`; the count so far."""
+        ...
+
+    async def reserve(self, reservation: Reservation, limits: Limits) -> LimitRefusal | None:
+        """Hold a slot and the tokens if every limit allows it (atomically), else say why."""
+        ...
+
+    async def rename_reservation(self, ref: str, task_id: str) -> None: ...
+
+    async def settle(self, ref: str, tokens: int) -> None:
+        """The task ended: its real tokens replace the estimate and its slot is freed."""
+        ...
+
+    async def release(self, ref: str) -> None:
+        """The create failed: give everything back."""
+        ...
+
+    async def usage(self, *, since_day: str, until_day: str,
+                    key: str | None = None) -> list[UsageRow]: ...
+
+
+class GatewayStore(TaskStore, KeyStore, LimitStore, Protocol):
+    """What the gateway needs from a backend: task records, managed keys, limits."""

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from gateway.store.base import KeyExists, KeyRecord, ListQuery, TaskRecord
+from gateway.store.sqlite_limits import LIMITS_SCHEMA, SQLiteLimits
 
 SCHEMA_VERSION = 1
 
@@ -76,7 +77,7 @@ class StoreError(Exception):
 RECORD_CACHE_SIZE = 10_000
 
 
-class SQLiteTaskStore:
+class SQLiteTaskStore(SQLiteLimits):
     def __init__(self, path: str) -> None:
         self._path = path
         self._db: sqlite3.Connection | None = None
@@ -97,7 +98,7 @@ class SQLiteTaskStore:
             db.execute("PRAGMA busy_timeout = 5000")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA + LIMITS_SCHEMA)
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",

@@ -1,0 +1,100 @@
+"""Per-key policy: requests per minute, tasks in flight, daily and monthly token budgets.
+
+Seedance bills `usage.total_tokens` = W×H×(24·s+1)/1024. Before a create the gateway holds an
+estimate from the model, resolution, ratio and duration; when the task ends the real figure
+replaces it (a failed task usually bills nothing, so its estimate is given back). Refusals are
+429 with `retry-after`, saying which limit was hit, in the caller's API shape.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway.auth import ClientIdentity
+from gateway.catalog import ModelSpec
+from gateway.errors import GatewayError
+from gateway.pixels import pixel_size
+from gateway.store.base import LimitRefusal, Limits, LimitStore, Reservation
+
+FRAMES_PER_SECOND = 24
+IN_FLIGHT_RETRY_SECONDS = 30  # tasks take minutes; a slot frees when one ends
+
+
+def estimate_tokens(spec: ModelSpec, body: Mapping[str, Any]) -> int:
+    """What the task will most likely bill, from the native create body.
+
+    `adaptive` (or no ratio) counts as 16:9 and `duration: -1` as the model's longest, so
+    the estimate errs high: a budget is never overrun by a task the estimate admitted.
+    """
+    resolution = body.get("resolution") or spec.default_resolution
+    ratio = body.get("ratio") or "16:9"
+    size = pixel_size(str(resolution), "16:9" if ratio == "adaptive" else str(ratio),
+                      spec.family) or pixel_size("720p", "16:9", spec.family) or (1280, 720)
+    duration = body.get("duration")
+    if not isinstance(duration, int) or isinstance(duration, bool) or duration == 0:
+        duration = spec.default_duration
+    if duration < 0:
+        duration = spec.duration_max
+    return size[0] * size[1] * (FRAMES_PER_SECOND * duration + 1) // 1024
+
+
+class Policy:
+    def __init__(self, store: LimitStore, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def check_rate(self, identity: ClientIdentity) -> None:
+        """Counts the request against the key's requests per minute."""
+        rpm = identity.policy.rpm if identity.policy is not None else None
+        if rpm is None:
+            return
+        now = self._clock()
+        count = await self._store.count_request(identity.name, int(now // 60))
+        if count > rpm:
+            raise _refused("rpm", f"the key {identity.name!r} may make {rpm} requests per "
+                           "minute", retry_after=60 - int(now % 60))
+
+    async def hold(self, identity: ClientIdentity, spec: ModelSpec, tokens: int) -> Reservation:
+        """Holds an in-flight slot and the estimated tokens for a create, or refuses it."""
+        now = time.gmtime(self._clock())
+        reservation = Reservation(
+            ref=f"pending-{uuid.uuid4().hex}", key=identity.name, model=spec.name,
+            day=time.strftime("%Y-%m-%d", now), month=time.strftime("%Y-%m", now), tokens=tokens)
+        p = identity.policy
+        limits = Limits(p.max_in_flight, p.daily_tokens, p.monthly_tokens) if p else Limits()
+        refusal = await self._store.reserve(reservation, limits)
+        if refusal is not None:
+            raise self._explain(identity, refusal, tokens, now)
+        return reservation
+
+    def _explain(self, identity: ClientIdentity, refusal: LimitRefusal, tokens: int,
+                 now: time.struct_time) -> GatewayError:
+        name = identity.name
+        if refusal.limit == "max_in_flight":
+            return _refused("max_in_flight", f"the key {name!r} already has {refusal.used} "
+                            f"tasks queued or running (limit {refusal.allowed})",
+                            retry_after=IN_FLIGHT_RETRY_SECONDS)
+        period = "daily" if refusal.limit == "daily_tokens" else "monthly"
+        seconds_left = _seconds_to_reset(now, daily=period == "daily")
+        return _refused(refusal.limit, f"the key {name!r} has used {refusal.used} of its "
+                        f"{period} budget of {refusal.allowed} tokens and this task needs about "
+                        f"{tokens}", retry_after=seconds_left)
+
+
+def _seconds_to_reset(now: time.struct_time, *, daily: bool) -> int:
+    midnight = time.mktime((now.tm_year, now.tm_mon, now.tm_mday, 0, 0, 0, 0, 0, 0))
+    day_left = 86400 - int(time.mktime(now[:6] + (0, 0, 0)) - midnight)
+    if daily:
+        return max(day_left, 1)
+    days_in_month = 31 if now.tm_mon == 12 else (
+        time.gmtime(time.mktime((now.tm_year, now.tm_mon + 1, 1, 0, 0, 0, 0, 0, 0)) - 86400
+                    ).tm_mday)
+    return max(day_left + (days_in_month - now.tm_mday) * 86400, 1)
+
+
+def _refused(limit: str, reason: str, *, retry_after: int) -> GatewayError:
+    return GatewayError(429, f"{limit}_exceeded", f"Refused: {reason}.", param=limit,
+                        headers={"retry-after": str(retry_after)})

@@ -1,0 +1,102 @@
+"""SQLite side of the limit counters: request counts, token reservations, usage.
+
+Each check-and-hold runs in one `BEGIN IMMEDIATE` transaction, so worker processes sharing
+the file cannot both take the last slot. Reservations double as the usage ledger: one row per
+create, its estimate replaced by the real token count when the task ends.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from gateway.store.base import LimitRefusal, Limits, Reservation, UsageRow
+
+LIMITS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS request_counts (
+    key TEXT NOT NULL, window INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (key, window)
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    ref TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    day TEXT NOT NULL,
+    month TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    open INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reservations_by_key ON reservations (key, open, day);
+CREATE INDEX IF NOT EXISTS reservations_by_day ON reservations (day);
+"""
+
+
+class SQLiteLimits:
+    """Mixed into SQLiteTaskStore; `_conn` is its open connection."""
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    async def count_request(self, key: str, window: int) -> int:
+        (count,) = self._conn.execute(
+            "INSERT INTO request_counts VALUES (?, ?, 1) ON CONFLICT (key, window) "
+            "DO UPDATE SET n = n + 1 RETURNING n", (key, window)).fetchone()
+        if count == 1:  # first request of a new minute: forget the old ones
+            self._conn.execute("DELETE FROM request_counts WHERE key = ? AND window < ?",
+                               (key, window - 1))
+        return int(count)
+
+    async def reserve(self, reservation: Reservation, limits: Limits) -> LimitRefusal | None:
+        db = self._conn
+        r = reservation
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            refusal = self._refusal(r, limits)
+            if refusal is None:
+                db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?, 1)",
+                           (r.ref, r.key, r.model, r.day, r.month, r.tokens))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return refusal
+
+    def _refusal(self, r: Reservation, limits: Limits) -> LimitRefusal | None:
+        db = self._conn
+        if limits.max_in_flight is not None:
+            (held,) = db.execute("SELECT COUNT(*) FROM reservations WHERE key = ? AND open = 1",
+                                 (r.key,)).fetchone()
+            if held >= limits.max_in_flight:
+                return LimitRefusal("max_in_flight", limits.max_in_flight, held)
+        for limit, column, period in (("daily_tokens", "day", r.day),
+                                      ("monthly_tokens", "month", r.month)):
+            allowed = getattr(limits, limit)
+            if allowed is None:
+                continue
+            (used,) = db.execute(
+                f"SELECT COALESCE(SUM(tokens), 0) FROM reservations WHERE key = ? AND {column} = ?",
+                (r.key, period)).fetchone()
+            if used + r.tokens > allowed:
+                return LimitRefusal(limit, allowed, used)
+        return None
+
+    async def rename_reservation(self, ref: str, task_id: str) -> None:
+        self._conn.execute("UPDATE reservations SET ref = ? WHERE ref = ?", (task_id, ref))
+
+    async def settle(self, ref: str, tokens: int) -> None:
+        self._conn.execute(
+            "UPDATE reservations SET tokens = ?, open = 0 WHERE ref = ? AND open = 1",
+            (tokens, ref))
+
+    async def release(self, ref: str) -> None:
+        self._conn.execute("DELETE FROM reservations WHERE ref = ?", (ref,))
+
+    async def usage(self, *, since_day: str, until_day: str,
+                    key: str | None = None) -> list[UsageRow]:
+        query = ("SELECT key, model, day, COUNT(*), SUM(tokens) FROM reservations "
+                 "WHERE day >= ? AND day <= ?")
+        args: list[str] = [since_day, until_day]
+        if key is not None:
+            query += " AND key = ?"
+            args.append(key)
+        query += " GROUP BY key, model, day ORDER BY day, key, model"
+        return [UsageRow(*row) for row in self._conn.execute(query, args).fetchall()]
