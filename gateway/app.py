@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +27,7 @@ from gateway.policy import Policy
 from gateway.services import Services
 from gateway.store import open_store
 from gateway.store.base import GatewayStore
+from gateway.tracker import TaskTracker
 from gateway.upstream import Upstream
 
 
@@ -58,9 +61,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.store.open()
+        follower = None
+        if config.tracker.enabled:
+            follower = asyncio.create_task(TaskTracker(services, config.tracker).run())
         try:
             yield
         finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
             for upstream in services.upstreams.values():
                 await upstream.aclose()
             await services.store.close()

@@ -145,6 +145,18 @@ class AdminConfig(_Frozen):
     keys: tuple[AdminKeyConfig, ...] = ()
 
 
+class TrackerConfig(_Frozen):
+    """The background tracker that follows every task to its end (for usage and budgets)."""
+
+    enabled: bool = True
+    first_poll: float = Field(default=20.0, ge=0)  # seconds after creation (tasks take minutes)
+    interval: float = Field(default=15.0, gt=0)  # seconds between polls of one task
+    per_key_rate: float = Field(default=5.0, gt=0)  # polls per second per upstream key
+    lease: float = Field(default=60.0, gt=0)  # a dead replica's tasks move on after this
+    tick: float = Field(default=1.0, gt=0)  # how often due tasks are looked for
+    batch: int = Field(default=100, ge=1)  # due tasks taken per tick
+
+
 class MetricsConfig(_Frozen):
     """`/metrics`: open by default; with `bearer`, scrapers must send that token."""
 
@@ -168,6 +180,7 @@ class Config(_Frozen):
     openai: OpenAIConfig = OpenAIConfig()
     metrics: MetricsConfig = MetricsConfig()
     admin: AdminConfig = AdminConfig()
+    tracker: TrackerConfig = TrackerConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

@@ -101,7 +101,7 @@ async def create(
         created_at=now, updated_at=now, prompt=task.prompt, service_tier=task.service_tier,
         requested_size=task.requested_size, requested_seconds=task.requested_seconds,
     )
-    await services.store.add(record)
+    await services.store.add(record, next_poll_at=now + services.config.tracker.first_poll)
     services.metrics.tasks_created.labels(services.metrics.model(record.model), task.surface).inc()
     note(task_id=task_id)
     return record, reply

@@ -69,7 +69,9 @@ class TaskStore(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def add(self, record: TaskRecord) -> None: ...
+    async def add(self, record: TaskRecord, *, next_poll_at: float = 0.0) -> None:
+        """Store a new task; the tracker first polls it at `next_poll_at`."""
+        ...
 
     async def get(self, task_id: str, owner: str) -> TaskRecord | None:
         """The record if it exists, is not deleted and belongs to ``owner``."""
@@ -199,5 +201,23 @@ class LimitStore(Protocol):
                     key: str | None = None) -> list[UsageRow]: ...
 
 
-class GatewayStore(TaskStore, KeyStore, LimitStore, Protocol):
-    """What the gateway needs from a backend: task records, managed keys, limits."""
+
+
+class TrackerStore(Protocol):
+    """What the background tracker needs: due tasks and leases so one replica polls each."""
+
+    async def due_tasks(self, now: float, limit: int) -> list[TaskRecord]:
+        """Unfinished tasks whose next poll is due and whose lease is free, oldest first."""
+        ...
+
+    async def claim(self, task_id: str, holder: str, until: float, now: float) -> bool:
+        """Take (or renew) the task's lease unless another holder's lease is still live."""
+        ...
+
+    async def schedule(self, task_id: str, holder: str, next_poll: float) -> None:
+        """Set the next poll time and free the lease (only if `holder` still holds it)."""
+        ...
+
+
+class GatewayStore(TaskStore, KeyStore, LimitStore, TrackerStore, Protocol):
+    """What the gateway needs from a backend: tasks, managed keys, limits, tracker leases."""

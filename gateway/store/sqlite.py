@@ -16,8 +16,9 @@ import orjson
 
 from gateway.store.base import KeyExists, KeyRecord, ListQuery, TaskRecord
 from gateway.store.sqlite_limits import LIMITS_SCHEMA, SQLiteLimits
+from gateway.store.sqlite_tracker import TRACKER_COLUMNS, TRACKER_INDEX, SQLiteTracker
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tracker columns (next_poll_at, lease_holder, lease_until)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,7 +39,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     service_tier TEXT NOT NULL,
     usage_tokens INTEGER,
     task_json BLOB,
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    next_poll_at REAL NOT NULL DEFAULT 0,
+    lease_holder TEXT,
+    lease_until REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (owner, deleted, created_at);
 CREATE TABLE IF NOT EXISTS client_keys (
@@ -77,7 +81,7 @@ class StoreError(Exception):
 RECORD_CACHE_SIZE = 10_000
 
 
-class SQLiteTaskStore(SQLiteLimits):
+class SQLiteTaskStore(SQLiteLimits, SQLiteTracker):
     def __init__(self, path: str) -> None:
         self._path = path
         self._db: sqlite3.Connection | None = None
@@ -108,6 +112,9 @@ class SQLiteTaskStore(SQLiteLimits):
                     f"{self._path} has schema version {row[0]}, newer than this gateway's "
                     f"{SCHEMA_VERSION}; upgrade the gateway"
                 )
+            elif int(row[0]) < SCHEMA_VERSION:
+                _migrate(db, int(row[0]))
+            db.execute(TRACKER_INDEX)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open task store {self._path}: {exc}") from None
         self._db = db
@@ -130,13 +137,16 @@ class SQLiteTaskStore(SQLiteLimits):
             return False
         return True
 
-    async def add(self, record: TaskRecord) -> None:
+    async def add(self, record: TaskRecord, *, next_poll_at: float = 0.0) -> None:
         values = tuple(getattr(record, c) for c in _COLUMNS)
         self._conn.execute(
-            f"INSERT INTO tasks ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(_COLUMNS))})",
-            values,
+            f"INSERT INTO tasks ({', '.join(_COLUMNS)}, next_poll_at) "
+            f"VALUES ({', '.join('?' * len(_COLUMNS))}, ?)",
+            (*values, next_poll_at),
         )
+
+    def _records(self, where: str, args: tuple[object, ...]) -> builtins.list[TaskRecord]:
+        return [_record(r) for r in self._conn.execute(f"{_SELECT} WHERE {where}", args)]
 
     async def get(self, task_id: str, owner: str) -> TaskRecord | None:
         record = self._cache.get(task_id)
@@ -246,6 +256,16 @@ _KEY_COLUMNS = (
     "monthly_tokens", "expires_at", "disabled", "revoked", "created_at", "updated_at",
 )
 _SELECT_KEY = f"SELECT {', '.join(_KEY_COLUMNS)} FROM client_keys"
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    """Bring an older store up to SCHEMA_VERSION in place; nothing stored is lost."""
+    if version < 2:
+        have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+        for name, kind in TRACKER_COLUMNS:
+            if name not in have:
+                db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
 def _key_row(record: KeyRecord) -> tuple[Any, ...]:

@@ -1,0 +1,48 @@
+"""SQLite side of the tracker: which unfinished tasks are due, and leases on them.
+
+A lease is a (holder, until) pair on the task row, taken with one conditional UPDATE, so two
+worker processes sharing the file never poll the same task at once; a holder that dies simply
+lets its leases run out.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+
+from gateway.store.base import TaskRecord
+
+TRACKER_COLUMNS = (
+    ("next_poll_at", "REAL NOT NULL DEFAULT 0"),
+    ("lease_holder", "TEXT"),
+    ("lease_until", "REAL NOT NULL DEFAULT 0"),
+)
+TRACKER_INDEX = ("CREATE INDEX IF NOT EXISTS tasks_due ON tasks (deleted, status, next_poll_at)")
+
+
+class SQLiteTracker:
+    """Mixed into SQLiteTaskStore; `_conn`, `_SELECT` and `_record` come from it."""
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def _records(self, where: str, args: tuple[object, ...]) -> builtins.list[TaskRecord]:
+        raise NotImplementedError
+
+    async def due_tasks(self, now: float, limit: int) -> builtins.list[TaskRecord]:
+        return self._records(
+            "deleted = 0 AND status IN ('queued', 'running') AND next_poll_at <= ? "
+            "AND lease_until <= ? ORDER BY next_poll_at LIMIT ?", (now, now, limit))
+
+    async def claim(self, task_id: str, holder: str, until: float, now: float) -> bool:
+        cursor = self._conn.execute(
+            "UPDATE tasks SET lease_holder = ?, lease_until = ? "
+            "WHERE task_id = ? AND (lease_until <= ? OR lease_holder = ?)",
+            (holder, until, task_id, now, holder))
+        return cursor.rowcount == 1
+
+    async def schedule(self, task_id: str, holder: str, next_poll: float) -> None:
+        self._conn.execute(
+            "UPDATE tasks SET next_poll_at = ?, lease_holder = NULL, lease_until = 0 "
+            "WHERE task_id = ? AND lease_holder = ?", (next_poll, task_id, holder))
