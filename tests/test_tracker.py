@@ -154,3 +154,27 @@ def test_a_version_1_store_is_migrated_with_nothing_lost(tmp_path: Path) -> None
     asyncio.run(check())
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
+
+
+@pytest.mark.anyio
+async def test_a_finished_task_never_goes_back(tmp_path: Path) -> None:
+    """Two pollers: the older 'running' answer landing last must not undo 'succeeded'."""
+    store = SQLiteTaskStore(str(tmp_path / "t.db"))
+    await store.open()
+    try:
+        await store.add(record("cgt-late"))
+        await store.update_status("cgt-late", status="succeeded", updated_at=20,
+                                  usage_tokens=7, task_json=b'{"status":"succeeded"}')
+        await store.update_status("cgt-late", status="running", updated_at=15,
+                                  usage_tokens=None, task_json=b'{"status":"running"}')
+        kept = await store.get("cgt-late", "alice")
+        assert kept is not None and kept.status == "succeeded" and kept.usage_tokens == 7
+    finally:
+        await store.close()
+    reopened = SQLiteTaskStore(str(tmp_path / "t.db"))  # not just the cache: the file too
+    await reopened.open()
+    try:
+        stored = await reopened.get("cgt-late", "alice")
+        assert stored is not None and stored.status == "succeeded"
+    finally:
+        await reopened.close()

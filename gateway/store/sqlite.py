@@ -169,13 +169,17 @@ class SQLiteTaskStore(SQLiteLimits, SQLiteTracker):
         self, task_id: str, *, status: str, updated_at: int, usage_tokens: int | None,
         task_json: bytes,
     ) -> None:
-        self._conn.execute(
+        # A finished task never goes back to queued/running: with several pollers, an older
+        # answer may land after a newer one.
+        cursor = self._conn.execute(
             "UPDATE tasks SET status = ?, updated_at = ?, "
-            "usage_tokens = COALESCE(?, usage_tokens), task_json = ? WHERE task_id = ?",
-            (status, updated_at, usage_tokens, task_json, task_id),
+            "usage_tokens = COALESCE(?, usage_tokens), task_json = ? WHERE task_id = ? "
+            "AND NOT (status IN ('succeeded', 'failed', 'expired', 'cancelled') "
+            "AND ? IN ('queued', 'running'))",
+            (status, updated_at, usage_tokens, task_json, task_id, status),
         )
         cached = self._cache.get(task_id)
-        if cached is not None:
+        if cached is not None and cursor.rowcount == 1:
             cached.status, cached.updated_at, cached.task_json = status, updated_at, task_json
             if usage_tokens is not None:
                 cached.usage_tokens = usage_tokens
