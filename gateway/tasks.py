@@ -148,6 +148,8 @@ async def refresh(
     if not isinstance(task, dict) or not isinstance(task.get("status"), str):
         raise UpstreamBadResponse("the upstream returned a task without a status")
     status = task["status"]
+    if record.terminal and status not in TERMINAL_STATUSES:
+        return task, reply  # an older answer than what is recorded: keep the record as is
     if status in TERMINAL_STATUSES and not record.terminal:
         billed = _observe_finished(services, record, task)
         await services.store.settle(record.task_id, billed)
