@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from gateway.auth import ClientIdentity
@@ -65,10 +66,12 @@ class Policy:
             day=time.strftime("%Y-%m-%d", now), month=time.strftime("%Y-%m", now), tokens=tokens)
         p = identity.policy
         limits = Limits(p.max_in_flight, p.daily_tokens, p.monthly_tokens) if p else Limits()
+        if limits == Limits():
+            return reservation  # nothing to hold: the usage entry is written with the task
         refusal = await self._store.reserve(reservation, limits)
         if refusal is not None:
             raise self._explain(identity, refusal, tokens, now)
-        return reservation
+        return replace(reservation, held=True)
 
     def _explain(self, identity: ClientIdentity, refusal: LimitRefusal, tokens: int,
                  now: time.struct_time) -> GatewayError:

@@ -91,9 +91,9 @@ async def create(
     except BaseException:
         # No task to wait for: give the slot and the tokens back. (A create whose answer was
         # lost may still exist upstream; the gateway cannot follow it without an id.)
-        await services.store.release(held.ref)
+        if held.held:
+            await services.store.release(held.ref)
         raise
-    await services.store.rename_reservation(held.ref, task_id)
     now = int(services.clock())
     record = TaskRecord(
         task_id=task_id, owner=identity.name, upstream=upstream.name, upstream_key=key,
@@ -101,7 +101,8 @@ async def create(
         created_at=now, updated_at=now, prompt=task.prompt, service_tier=task.service_tier,
         requested_size=task.requested_size, requested_seconds=task.requested_seconds,
     )
-    await services.store.add(record, next_poll_at=now + services.config.tracker.first_poll)
+    await services.store.add(record, next_poll_at=now + services.config.tracker.first_poll,
+                             usage=held)
     services.metrics.tasks_created.labels(services.metrics.model(record.model), task.surface).inc()
     note(task_id=task_id)
     return record, reply

@@ -69,8 +69,11 @@ class TaskStore(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def add(self, record: TaskRecord, *, next_poll_at: float = 0.0) -> None:
-        """Store a new task; the tracker first polls it at `next_poll_at`."""
+    async def add(self, record: TaskRecord, *, next_poll_at: float = 0.0,
+                  usage: Reservation | None = None) -> None:
+        """Store a new task (one transaction with its usage entry: a held reservation takes
+        the task's id, an unheld one is written); the tracker first polls it at
+        `next_poll_at`."""
         ...
 
     async def get(self, task_id: str, owner: str) -> TaskRecord | None:
@@ -149,6 +152,7 @@ class Reservation:
     day: str  # "2026-11-24" (UTC)
     month: str  # "2026-11"
     tokens: int
+    held: bool = False  # stored by reserve() (a key with limits); else written with the task
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +190,6 @@ class LimitStore(Protocol):
     async def reserve(self, reservation: Reservation, limits: Limits) -> LimitRefusal | None:
         """Hold a slot and the tokens if every limit allows it (atomically), else say why."""
         ...
-
-    async def rename_reservation(self, ref: str, task_id: str) -> None: ...
 
     async def settle(self, ref: str, tokens: int) -> None:
         """The task ended: its real tokens replace the estimate and its slot is freed."""

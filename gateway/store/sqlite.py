@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway.store.base import KeyExists, KeyRecord, ListQuery, TaskRecord
+from gateway.store.base import KeyExists, KeyRecord, ListQuery, Reservation, TaskRecord
 from gateway.store.sqlite_limits import LIMITS_SCHEMA, SQLiteLimits
 from gateway.store.sqlite_tracker import TRACKER_COLUMNS, TRACKER_INDEX, SQLiteTracker
 
@@ -137,13 +137,20 @@ class SQLiteTaskStore(SQLiteLimits, SQLiteTracker):
             return False
         return True
 
-    async def add(self, record: TaskRecord, *, next_poll_at: float = 0.0) -> None:
+    async def add(self, record: TaskRecord, *, next_poll_at: float = 0.0,
+                  usage: Reservation | None = None) -> None:
         values = tuple(getattr(record, c) for c in _COLUMNS)
-        self._conn.execute(
-            f"INSERT INTO tasks ({', '.join(_COLUMNS)}, next_poll_at) "
-            f"VALUES ({', '.join('?' * len(_COLUMNS))}, ?)",
-            (*values, next_poll_at),
-        )
+        db = self._conn
+        db.execute("BEGIN")  # one commit for the task and its usage entry
+        try:
+            db.execute(f"INSERT INTO tasks ({', '.join(_COLUMNS)}, next_poll_at) "
+                       f"VALUES ({', '.join('?' * len(_COLUMNS))}, ?)", (*values, next_poll_at))
+            if usage is not None:
+                self._record_usage(usage, record.task_id)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _records(self, where: str, args: tuple[object, ...]) -> builtins.list[TaskRecord]:
         return [_record(r) for r in self._conn.execute(f"{_SELECT} WHERE {where}", args)]

@@ -25,7 +25,6 @@ CREATE TABLE IF NOT EXISTS reservations (
     open INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reservations_by_key ON reservations (key, open, day);
-CREATE INDEX IF NOT EXISTS reservations_by_day ON reservations (day);
 """
 
 
@@ -79,8 +78,15 @@ class SQLiteLimits:
                 return LimitRefusal(limit, allowed, used)
         return None
 
-    async def rename_reservation(self, ref: str, task_id: str) -> None:
-        self._conn.execute("UPDATE reservations SET ref = ? WHERE ref = ?", (task_id, ref))
+    def _record_usage(self, usage: Reservation, task_id: str) -> None:
+        """Inside the task's insert: a held reservation takes the task id, else it is written."""
+        if usage.held:
+            self._conn.execute("UPDATE reservations SET ref = ? WHERE ref = ?",
+                               (task_id, usage.ref))
+        else:
+            self._conn.execute("INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?, 1)",
+                               (task_id, usage.key, usage.model, usage.day, usage.month,
+                                usage.tokens))
 
     async def settle(self, ref: str, tokens: int) -> None:
         self._conn.execute(

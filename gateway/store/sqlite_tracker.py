@@ -17,7 +17,9 @@ TRACKER_COLUMNS = (
     ("lease_holder", "TEXT"),
     ("lease_until", "REAL NOT NULL DEFAULT 0"),
 )
-TRACKER_INDEX = ("CREATE INDEX IF NOT EXISTS tasks_due ON tasks (deleted, status, next_poll_at)")
+# Partial: only unfinished tasks are in it, so finished ones cost no index upkeep.
+TRACKER_INDEX = ("CREATE INDEX IF NOT EXISTS tasks_due ON tasks (next_poll_at) "
+                 "WHERE deleted = 0 AND status IN ('queued', 'running')")
 
 
 class SQLiteTracker:
