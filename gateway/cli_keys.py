@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -14,7 +15,7 @@ import orjson
 from gateway.config import Config, ConfigError, load_config
 from gateway.errors import GatewayError
 from gateway.key_lifecycle import KeyLifecycle, usage_report
-from gateway.store import open_store
+from gateway.store import GatewayStore, open_store
 
 
 def load_or_exit(path: str) -> Config:
@@ -36,29 +37,22 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if getattr(args, "disable", None) is not None:
         policy["disabled"] = args.disable
 
-    async def run() -> Any:
-        store = open_store(config.store.url)
-        await store.open()
-        try:
-            keys = KeyLifecycle(store, config.client_keys, time.time)
-            if args.action == "create":
-                return await keys.create({"name": args.name, **policy}, actor=actor)
-            if args.action == "list":
-                return await keys.list()
-            if args.action == "get":
-                return await keys.get(args.name)
-            if args.action == "update":
-                return await keys.update(args.name, policy, actor=actor)
-            if args.action == "revoke":
-                return await keys.revoke(args.name, actor=actor)
-            return await keys.rotate(args.name, actor=actor)
-        finally:
-            await store.close()
+    async def work(store: GatewayStore) -> Any:
+        keys = KeyLifecycle(store, config.client_keys, time.time)
+        if args.action == "create":
+            return await keys.create({"name": args.name, **policy}, actor=actor)
+        if args.action == "list":
+            return await keys.list()
+        if args.action == "get":
+            return await keys.get(args.name)
+        if args.action == "update":
+            return await keys.update(args.name, policy, actor=actor)
+        if args.action == "revoke":
+            return await keys.revoke(args.name, actor=actor)
+        return await keys.rotate(args.name, actor=actor)
 
-    try:
-        result = asyncio.run(run())
-    except GatewayError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+    result = _on_store(config, work)
+    if result is _FAILED:
         return 1
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     if isinstance(result, dict) and "key" in result:
@@ -67,24 +61,36 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 _POLICY_FLAGS = ("rpm", "max_in_flight", "daily_tokens", "monthly_tokens", "expires_at")
+_FAILED = object()
+
+
+def _on_store(config: Config, work: Callable[[GatewayStore], Awaitable[Any]]) -> Any:
+    """Run `work` on the configured store; a refusal is printed and returns _FAILED."""
+
+    async def run() -> Any:
+        store = open_store(config.store.url)
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except GatewayError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return _FAILED
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
     config = load_or_exit(args.config)
 
-    async def run() -> dict[str, Any]:
-        store = open_store(config.store.url)
-        await store.open()
-        try:
-            return await usage_report(store, since=args.since, until=args.until, key=args.key,
-                                      now=time.time())
-        finally:
-            await store.close()
+    async def work(store: GatewayStore) -> Any:
+        return await usage_report(store, since=args.since, until=args.until, key=args.key,
+                                  now=time.time())
 
-    try:
-        report = asyncio.run(run())
-    except GatewayError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+    report = _on_store(config, work)
+    if report is _FAILED:
         return 1
     if args.json:
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())

@@ -7,6 +7,7 @@ the results back afterwards. Upstream answers that are not a success come back a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,10 +123,12 @@ def _created_id(reply: UpstreamReply) -> str:
     return task_id
 
 
-async def owned(services: Services, identity: ClientIdentity, task_id: str) -> TaskRecord:
+async def owned(services: Services, identity: ClientIdentity, task_id: str, *,
+                missing: Callable[[str], GatewayError] = not_found_task) -> TaskRecord:
+    """The caller's task, or `missing(task_id)`: another key's task does not exist for them."""
     record = await services.store.get(task_id, identity.name)
     if record is None:
-        raise not_found_task(task_id)
+        raise missing(task_id)
     note(task_id=task_id, model=record.model)
     return record
 

@@ -17,7 +17,6 @@ from gateway.auth import ClientIdentity
 from gateway.errors import GatewayError
 from gateway.form import text_fields
 from gateway.http import json_response, parse_json, read_body, with_errors
-from gateway.middleware import note
 from gateway.policy import estimate_tokens
 from gateway.services import Services, caller_of, request_id_of, services_of
 from gateway.store.base import ListQuery, TaskRecord
@@ -45,11 +44,7 @@ def video_not_found(video_id: str) -> GatewayError:
 
 
 async def owned_video(services: Services, identity: ClientIdentity, video_id: str) -> TaskRecord:
-    record = await services.store.get(video_id, identity.name)
-    if record is None:
-        raise video_not_found(video_id)
-    note(task_id=video_id, model=record.model)
-    return record
+    return await tasks.owned(services, identity, video_id, missing=video_not_found)
 
 
 async def create_video(request: Request) -> Response:
