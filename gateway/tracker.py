@@ -50,11 +50,13 @@ class TaskTracker:
     async def tick(self) -> int:
         """Poll every due task this replica can lease; how many were polled."""
         store, clock = self._services.store, self._services.clock
-        now = clock()
         polled = 0
-        for record in await store.due_tasks(now, self._config.batch):
+        for record in await store.due_tasks(clock(), self._config.batch):
+            # A fresh clock per claim: a long tick must not hand out leases already expired,
+            # and a task another replica polled meanwhile is no longer due.
+            now = clock()
             if not await store.claim(record.task_id, self.holder, now + self._config.lease, now):
-                continue  # another replica has it
+                continue  # another replica has it, or has just polled it
             await self._pace(record)
             try:
                 await tasks.refresh(self._services, record, request_id=None)

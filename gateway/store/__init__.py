@@ -10,7 +10,12 @@ def open_store(url: str) -> GatewayStore:
     """The store a `store.url` names (the store is opened in the app's lifespan)."""
     if url.startswith("sqlite://"):
         return SQLiteTaskStore.from_url(url)
-    raise StoreError(f"unsupported store url {url.split('://')[0]}://…; use sqlite:///path.db")
+    if url.startswith(("redis://", "rediss://")):
+        from gateway.store.redis import RedisTaskStore  # redis-py loads only when used
+
+        return RedisTaskStore.from_url(url)
+    raise StoreError(f"unsupported store url {url.split('://')[0]}://…; use sqlite:///path.db, "
+                     "redis://host:port/db or rediss://host:port/db")
 
 
 __all__ = [

@@ -213,7 +213,8 @@ class TrackerStore(Protocol):
         ...
 
     async def claim(self, task_id: str, holder: str, until: float, now: float) -> bool:
-        """Take (or renew) the task's lease unless another holder's lease is still live."""
+        """Take the task's lease if it is free and the task still due at `now`, or renew one
+        `holder` already has."""
         ...
 
     async def schedule(self, task_id: str, holder: str, next_poll: float) -> None:

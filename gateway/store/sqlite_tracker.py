@@ -39,9 +39,10 @@ class SQLiteTracker:
 
     async def claim(self, task_id: str, holder: str, until: float, now: float) -> bool:
         cursor = self._conn.execute(
-            "UPDATE tasks SET lease_holder = ?, lease_until = ? "
-            "WHERE task_id = ? AND (lease_until <= ? OR lease_holder = ?)",
-            (holder, until, task_id, now, holder))
+            "UPDATE tasks SET lease_holder = ?, lease_until = ? WHERE task_id = ? "
+            # Not ours: free, and still due (another replica may have polled it since).
+            "AND ((lease_until <= ? AND next_poll_at <= ?) OR lease_holder = ?)",
+            (holder, until, task_id, now, now, holder))
         return cursor.rowcount == 1
 
     async def schedule(self, task_id: str, holder: str, next_poll: float) -> None:
