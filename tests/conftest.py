@@ -13,6 +13,7 @@ import pytest
 from gateway.app import create_app
 from gateway.logs import configure_logging
 from gateway.simulator import SimulatorSettings, create_simulator_app
+from tests.backends import redis_url, unique_prefix
 from tests.leaks import CANARIES, LeakTrap, RecordingApp, TrapStream
 from tests.servers import FAKE_UPSTREAM_KEY, ServerThread, gateway_config
 
@@ -92,6 +93,16 @@ def start_gateway(tmp_path: Path, leak_trap: LeakTrap) -> Iterator[GatewayFactor
         # /metrics goes through the recorder too: no secret may be a label value.
         httpx.get(server.url + "/metrics", headers={"Authorization": "Bearer x"})
         server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL on each backend: team features are held to the same behaviour on both."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/tasks.db"
+        return
+    for prefix in unique_prefix():
+        yield redis_url(prefix)
 
 
 @pytest.fixture

@@ -26,9 +26,10 @@ NATIVE = "/api/v3/contents/generations/tasks"
 
 
 @pytest.fixture
-def team(start_simulator: SimulatorFactory, start_gateway: GatewayFactory) -> ServerThread:
+def team(start_simulator: SimulatorFactory, start_gateway: GatewayFactory,
+         backend_url: str) -> ServerThread:
     sim = start_simulator(delay=30)  # tasks stay queued/running: slots stay held
-    return start_gateway(sim.url + "/api/v3",
+    return start_gateway(sim.url + "/api/v3", store_url=backend_url,
                          extra={"admin": {"keys": [{"name": "ops", "secret": "${ADMIN_KEY}"}]}},
                          env={"ADMIN_KEY": CANARY_ADMIN_KEY})
 
@@ -109,10 +110,10 @@ def test_requests_per_minute(team: ServerThread, surface: str) -> None:
 
 
 def test_budget_settles_from_estimate_to_the_real_bill(
-    start_simulator: SimulatorFactory, start_gateway: GatewayFactory
+    start_simulator: SimulatorFactory, start_gateway: GatewayFactory, backend_url: str
 ) -> None:
     sim = start_simulator(delay=0.2)
-    gateway = start_gateway(sim.url + "/api/v3",
+    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url,
                             extra={"admin": {"keys": [{"name": "ops", "secret": "${ADMIN_KEY}"}]}},
                             env={"ADMIN_KEY": CANARY_ADMIN_KEY})
     # The budget fits one estimate (10 s at 720p) but the real bill of two 5 s tasks too.
@@ -147,10 +148,10 @@ def test_budget_settles_from_estimate_to_the_real_bill(
 
 
 def test_failed_create_gives_the_hold_back(
-    start_simulator: SimulatorFactory, start_gateway: GatewayFactory
+    start_simulator: SimulatorFactory, start_gateway: GatewayFactory, backend_url: str
 ) -> None:
     sim = start_simulator(error_rate=1.0)
-    gateway = start_gateway(sim.url + "/api/v3",
+    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url,
                             extra={"admin": {"keys": [{"name": "ops", "secret": "${ADMIN_KEY}"}]}},
                             env={"ADMIN_KEY": CANARY_ADMIN_KEY})
     key = new_key(gateway, "jack", max_in_flight=1)
@@ -161,8 +162,8 @@ def test_failed_create_gives_the_hold_back(
 
 
 def test_usage_report_api_and_cli(simulator: ServerThread, start_gateway: GatewayFactory,
-                                  tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path}/usage.db"
+                                  tmp_path: Path, backend_url: str) -> None:
+    db = backend_url
     gateway = start_gateway(simulator.url + "/api/v3", store_url=db,
                             extra={"admin": {"keys": [{"name": "ops", "secret": "${ADMIN_KEY}"}]}},
                             env={"ADMIN_KEY": CANARY_ADMIN_KEY})

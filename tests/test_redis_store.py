@@ -7,10 +7,7 @@ they fail. Each test uses its own random key prefix and deletes its keys afterwa
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -35,51 +32,15 @@ from gateway.store.base import (
     UsageRow,
 )
 from gateway.store.redis import DEFAULT_PREFIX, SCHEMA_VERSION, RedisTaskStore
+from tests.backends import REDIS_HOST, REDIS_PORT, redis_url, unique_prefix
 from tests.servers import free_port, gateway_config
 
 pytestmark = pytest.mark.anyio
-
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-
-
-def require_redis() -> None:
-    """Skips the test when no Redis answers on 127.0.0.1:6379; fails it instead under CI."""
-    try:
-        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            answered = sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        answered = False
-    if answered:
-        return
-    reason = (f"no Redis answering PING on {REDIS_HOST}:{REDIS_PORT} (start one with "
-              f"`redis-server --port {REDIS_PORT} --save ''`)")
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI is set, so Redis tests must run")
-    pytest.skip(reason)
-
-
-def unique_prefix() -> Iterator[str]:
-    """A key prefix of the test's own (for a fixture); every key under it is deleted after."""
-    require_redis()
-    prefix = f"sgw-test-{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=5)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
     yield from unique_prefix()
-
-
-def redis_url(prefix: str) -> str:
-    return f"redis://{REDIS_HOST}:{REDIS_PORT}/0?prefix={prefix}"
 
 
 @pytest.fixture(params=["sqlite", "redis"])
