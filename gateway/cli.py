@@ -115,7 +115,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"http://127.0.0.1:{_port(sim_socket)}/api/v3")
     config, upstream_key = demo_config(args, client_keys, upstream_url)
     base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
-    print(_demo_banner(base, client_keys, simulated=sim_socket is not None), flush=True)
+    print(_demo_banner(base, client_keys, simulated=sim_socket is not None,
+                       admin_key=args.admin_key), flush=True)
     gateway = uvicorn.Server(_uvicorn_config(AppFactory(config, log_level=args.log_level),
                                              host=args.host, port=args.port, factory=True))
     if sim_socket is None:
@@ -143,13 +144,16 @@ def _loopback_socket() -> socket.socket:
     return sock
 
 
-def _demo_banner(base: str, client_keys: Sequence[str], *, simulated: bool) -> str:
+def _demo_banner(base: str, client_keys: Sequence[str], *, simulated: bool,
+                 admin_key: str | None = None) -> str:
     key = client_keys[0]
     upstream = "the embedded Seedance simulator" if simulated else "the given upstream"
     lines = [
         f"seedance-gateway {__version__} demo, upstream: {upstream}",
         f"  base URL:     {base}",
         *(f"  client key {i}: {k}" for i, k in enumerate(client_keys, start=1)),
+        *([f"  admin key:    {admin_key}   (POST {base}/admin/keys, GET {base}/admin/usage)"]
+          if admin_key else []),
         "",
         "Native (Ark) API with curl:",
         f"  curl -s {base}/api/v3/contents/generations/tasks \\",
