@@ -85,15 +85,15 @@ async def create(
     note(model=task.spec.name)
     upstream = services.upstream_for(task.spec)
     key = upstream.next_key()
-    held = await services.policy.hold(identity, task.spec, task.estimate)
+    reservation = await services.policy.hold(identity, task.spec, task.estimate)
     try:
         reply = await upstream.create_task(task.body, key=key, client_request_id=request_id)
         task_id = _created_id(reply)
     except BaseException:
         # No task to wait for: give the slot and the tokens back. (A create whose answer was
         # lost may still exist upstream; the gateway cannot follow it without an id.)
-        if held.held:
-            await services.store.release(held.ref)
+        if reservation.held:
+            await services.store.release(reservation.ref)
         raise
     now = int(services.clock())
     record = TaskRecord(
@@ -103,7 +103,7 @@ async def create(
         requested_size=task.requested_size, requested_seconds=task.requested_seconds,
     )
     await services.store.add(record, next_poll_at=now + services.config.tracker.first_poll,
-                             usage=held)
+                             usage=reservation)
     services.metrics.tasks_created.labels(services.metrics.model(record.model), task.surface).inc()
     note(task_id=task_id)
     return record, reply
