@@ -47,7 +47,8 @@ def _admin(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
         services = services_of(request)
         admin_keys: AdminKeys = request.app.state.admin_keys
         actor = admin_keys.actor(request.headers.get("authorization"))
-        lifecycle = KeyLifecycle(services.store, services.config.client_keys, services.clock)
+        lifecycle = KeyLifecycle(services.store, services.config.client_keys, services.clock,
+                                 catalogue=services.catalogue)
         response = await handler(request, lifecycle, actor)
         if request.method != "GET":
             services.client_keys.forget_stored()  # this replica sees the change at once
@@ -57,7 +58,8 @@ def _admin(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
 
 
 async def _body(request: Request) -> Any:
-    raw = await read_body(request, MAX_ADMIN_BODY)
+    raw = await read_body(request, MAX_ADMIN_BODY,
+                          timeout=services_of(request).config.server.body_timeout)
     data = parse_json(raw) if raw.strip() else {}
     if not isinstance(data, dict):
         raise GatewayError(400, "invalid_json", "The request body must be a JSON object.")

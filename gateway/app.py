@@ -45,7 +45,7 @@ def create_app(
         registry: the Prometheus registry (a fresh one per app by default).
     """
     catalogue = build_catalogue(config)
-    store_ = store if store is not None else open_store(config.store.url)
+    store_ = store if store is not None else open_store(config.store.url.get_secret_value())
     metrics = Metrics(catalogue.names(), registry)
     services = Services(
         config=config,
@@ -61,6 +61,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.store.open()
+        for upstream in services.upstreams.values():
+            await upstream.open()
         follower = None
         if config.tracker.enabled:
             follower = asyncio.create_task(TaskTracker(services, config.tracker).run())
@@ -81,6 +83,9 @@ def create_app(
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
     )
+    # Starlette answers `/v1/videos/` with a redirect to the Host header's origin, which a
+    # caller controls; an unknown path is a 404 in the surface's envelope instead.
+    app.router.redirect_slashes = False
     app.state.services = services
     app.state.admin_keys = admin.AdminKeys(config)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
@@ -121,7 +126,8 @@ def _operations_routes(config: Config) -> list[Route]:
 async def _http_exception(request: Request, exc: Exception) -> Response:
     """Unknown paths and wrong methods, in the envelope of the surface they were aimed at."""
     assert isinstance(exc, HTTPException)
-    shape: Shape = "openai" if request.url.path.startswith("/v1/") else "ark"
+    # /admin answers in OpenAI's envelope, like its handlers.
+    shape: Shape = "openai" if request.url.path.startswith(("/v1/", "/admin/")) else "ark"
     if exc.status_code == 405:
         error = GatewayError(405, "MethodNotAllowed",
                              f"{request.method} is not supported on {request.url.path}.")

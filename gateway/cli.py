@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import secrets
 import socket
 import tempfile
 from collections.abc import Sequence
-from typing import Any
 
-import uvicorn
 from prometheus_client import disable_created_metrics
 from pydantic import SecretStr
 from starlette.applications import Starlette
-from uvicorn.supervisors import Multiprocess
 
 from gateway import __version__
 from gateway.app import create_app
@@ -23,7 +19,8 @@ from gateway.catalog import OPENAI_ALIASES, RESELLER_ALIASES
 from gateway.cli_keys import add_keys_parser, add_usage_parser, load_or_exit
 from gateway.config import Config, build_catalogue
 from gateway.logs import LEVELS, configure_logging
-from gateway.secrets import mask
+from gateway.secrets import mask, masked_url
+from gateway.server import raise_open_files_limit, run, run_with_simulator
 from gateway.simulator import SimulatorSettings, create_simulator_app
 
 
@@ -42,23 +39,6 @@ class AppFactory:
         return create_app(self.config)
 
 
-def _uvicorn_config(app: Any, *, host: str = "127.0.0.1", port: int = 0, workers: int = 1,
-                    factory: bool = False) -> uvicorn.Config:
-    return uvicorn.Config(
-        app, host=host, port=port, factory=factory, workers=workers, log_config=None,
-        access_log=False, server_header=False, proxy_headers=False,
-    )
-
-
-def _run(app: Any, *, host: str, port: int, workers: int = 1, factory: bool = False) -> None:
-    config = _uvicorn_config(app, host=host, port=port, workers=workers, factory=factory)
-    server = uvicorn.Server(config)
-    if workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-    else:
-        server.run()
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     config = load_or_exit(args.config)
     host = args.host or config.server.host
@@ -69,8 +49,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # written there and /metrics adds them up.
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
                               tempfile.mkdtemp(prefix="seedance-gateway-metrics-"))
-    _run(AppFactory(config, log_level=args.log_level), host=host, port=port, workers=workers,
-         factory=True)
+    raise_open_files_limit()
+    run(AppFactory(config, log_level=args.log_level), host=host, port=port, workers=workers,
+        factory=True, limits=config.server)
     return 0
 
 
@@ -79,7 +60,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     settings = SimulatorSettings(upstream_keys=keys, delay=args.delay)
     print(f"Seedance simulator on http://{args.host}:{args.port}/api/v3 "
           f"(upstream keys: {', '.join(keys)})", flush=True)
-    _run(create_simulator_app(settings), host=args.host, port=args.port)
+    run(create_simulator_app(settings), host=args.host, port=args.port)
     return 0
 
 
@@ -93,13 +74,16 @@ def demo_config(
         "upstreams": [{
             "name": "ark", "preset": "volcengine", "base_url": upstream_url,
             "keys": [{"name": "demo", "secret": SecretStr(upstream_key)}],
+            # The embedded simulator is on this machine: a proxy from the environment could
+            # not reach it.
+            "env_proxy": args.upstream_url is not None,
         }],
         "models": {"aliases": {**RESELLER_ALIASES, **OPENAI_ALIASES}},
         "client_keys": [
             {"name": f"member-{i}", "secret": SecretStr(key)}
             for i, key in enumerate(client_keys, start=1)
         ],
-        "store": {"url": args.store},
+        "store": {"url": SecretStr(args.store)},  # a command-line value, not a file's
         "admin": {"keys": [{"name": "demo-admin", "secret": SecretStr(args.admin_key)}]
                   if args.admin_key else []},
     }
@@ -117,18 +101,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
     print(_demo_banner(base, client_keys, simulated=sim_socket is not None,
                        admin_key=args.admin_key), flush=True)
-    gateway = uvicorn.Server(_uvicorn_config(AppFactory(config, log_level=args.log_level),
-                                             host=args.host, port=args.port, factory=True))
+    raise_open_files_limit()
+    app = AppFactory(config, log_level=args.log_level)
     if sim_socket is None:
-        gateway.run()
+        run(app, host=args.host, port=args.port, factory=True, limits=config.server)
         return 0
     settings = SimulatorSettings(upstream_keys=(upstream_key,), delay=args.sim_delay)
-    simulator = uvicorn.Server(_uvicorn_config(create_simulator_app(settings)))
-
-    async def both() -> None:
-        await asyncio.gather(simulator.serve(sockets=[sim_socket]), gateway.serve())
-
-    asyncio.run(both())
+    run_with_simulator(app, create_simulator_app(settings), sim_socket, host=args.host,
+                       port=args.port, limits=config.server)
     return 0
 
 
@@ -175,11 +155,15 @@ def _demo_banner(base: str, client_keys: Sequence[str], *, simulated: bool,
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_or_exit(args.file)
     print(f"{args.file}: OK")
-    print(f"  store: {config.store.url}")
+    print(f"  store: {masked_url(config.store.url.get_secret_value())}")
     for upstream in config.upstreams:
         keys = ", ".join(f"{k.name}={mask(k.secret)}" for k in upstream.keys)
         print(f"  upstream {upstream.name}: {upstream.base_url} (preset {upstream.preset}, "
               f"validation {'on' if upstream.validation else 'off'}, keys: {keys})")
+        if upstream.proxy is not None:
+            print(f"    proxy: {masked_url(upstream.proxy.get_secret_value())}")
+        if upstream.ca_file is not None:
+            print(f"    extra CA certificates: {upstream.ca_file}")
     for client in config.client_keys:
         cred = f"secret {mask(client.secret)}" if client.secret else "sha256 digest"
         print(f"  client key {client.name}: {cred}, models: {', '.join(client.models)}")

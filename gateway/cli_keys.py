@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from gateway.config import Config, ConfigError, load_config
+from gateway.config import Config, ConfigError, build_catalogue, load_config
 from gateway.errors import GatewayError
 from gateway.key_lifecycle import KeyLifecycle, usage_report
 from gateway.store import GatewayStore, open_store
@@ -38,7 +38,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
         policy["disabled"] = args.disable
 
     async def work(store: GatewayStore) -> Any:
-        keys = KeyLifecycle(store, config.client_keys, time.time)
+        keys = KeyLifecycle(store, config.client_keys, time.time,
+                            catalogue=build_catalogue(config))
         if args.action == "create":
             return await keys.create({"name": args.name, **policy}, actor=actor)
         if args.action == "list":
@@ -68,7 +69,7 @@ def _on_store(config: Config, work: Callable[[GatewayStore], Awaitable[Any]]) ->
     """Run `work` on the configured store; a refusal is printed and returns _FAILED."""
 
     async def run() -> Any:
-        store = open_store(config.store.url)
+        store = open_store(config.store.url.get_secret_value())
         await store.open()
         try:
             return await work(store)

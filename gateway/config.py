@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,9 +23,10 @@ from pydantic import (
 )
 
 from gateway.catalog import PRESETS, Catalogue, ModelSpec, preset_models
-from gateway.secrets import resolve_secret
+from gateway.secrets import resolve_secret, resolve_url, url_secrets
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
+SecretURL = Annotated[SecretStr, BeforeValidator(resolve_url)]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -57,6 +59,29 @@ class UpstreamConfig(_Frozen):
     timeouts: Timeouts = Timeouts()
     validation: bool = True
     max_connections: int = Field(default=100, ge=1)
+    # Outbound proxy for task calls and result files; without one, HTTP(S)_PROXY / ALL_PROXY
+    # from the environment apply. NO_PROXY is respected either way.
+    proxy: SecretURL | None = None
+    env_proxy: bool = True  # false: ignore HTTP(S)_PROXY (an upstream on this machine, say)
+    # Extra CA certificates (PEM) trusted for this upstream, beside the system's.
+    ca_file: Path | None = None
+
+    @field_validator("proxy")
+    @classmethod
+    def _http_proxy(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// proxy URL")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable_pem(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:  # a bare context: checks the file without loading the system store
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=value)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load CA certificates from {value}: {exc}") from None
+        return value
 
     @field_validator("preset")
     @classmethod
@@ -124,7 +149,16 @@ class ClientKeyConfig(_Frozen):
 
 
 class StoreConfig(_Frozen):
-    url: str = Field(default="sqlite:///seedance-gateway.db", pattern=r"^(sqlite|rediss?)://")
+    """`url` may hold ${ENV} / ${file:…} references anywhere (a Redis password, say)."""
+
+    url: SecretURL = SecretStr("sqlite:///seedance-gateway.db")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("sqlite://", "redis://", "rediss://")):
+            raise ValueError("must start with sqlite://, redis:// or rediss://")
+        return value
 
 
 class OpenAIConfig(_Frozen):
@@ -165,17 +199,24 @@ class MetricsConfig(_Frozen):
 
 
 class ServerConfig(_Frozen):
+    """Timeouts are seconds; they close connections of clients that stall (each holds a file)."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    # A request head must be complete this long after the connection opened or after the
+    # previous response on it; otherwise the connection is closed.
+    header_timeout: float = Field(default=20.0, gt=0)
+    keepalive_timeout: int = Field(default=5, ge=1)  # uvicorn's timeout_keep_alive: whole seconds
+    body_timeout: float = Field(default=60.0, gt=0)  # longest gap between two body reads; 408
 
 
 class Config(_Frozen):
     server: ServerConfig = ServerConfig()
     upstreams: tuple[UpstreamConfig, ...] = Field(min_length=1)
     models: ModelsConfig = ModelsConfig()
-    client_keys: tuple[ClientKeyConfig, ...] = Field(min_length=1)
+    client_keys: tuple[ClientKeyConfig, ...] = ()
     store: StoreConfig = StoreConfig()
     openai: OpenAIConfig = OpenAIConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -184,6 +225,9 @@ class Config(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
+        if not self.client_keys and not self.admin.keys:
+            raise ValueError("give at least one of client_keys or admin.keys (with only admin "
+                             "keys, members' keys are created through /admin/keys)")
         for kind, names in (("upstream", [u.name for u in self.upstreams]),
                             ("client key", [k.name for k in self.client_keys])):
             dupes = sorted({n for n in names if names.count(n) > 1})
@@ -192,7 +236,14 @@ class Config(_Frozen):
         digests = [k.digest() for k in self.client_keys]
         if len(set(digests)) != len(digests):
             raise ValueError("two client keys have the same secret")
-        build_catalogue(self)  # raises ValueError naming the bad alias or override
+        catalogue = build_catalogue(self)  # raises ValueError naming a bad alias or override
+        for key in self.client_keys:
+            if not key.models:
+                raise ValueError(f"client key {key.name!r}: models is empty, which would leave "
+                                 "it no model; list its models, or [\"*\"] for every model")
+            unknown = sorted({m for m in key.models if m != "*" and not catalogue.resolve(m)})
+            if unknown:
+                raise ValueError(f"client key {key.name!r}: unknown models {', '.join(unknown)}")
         return self
 
     def secret_values(self) -> list[str]:
@@ -202,6 +253,9 @@ class Config(_Frozen):
         if self.metrics.bearer is not None:
             values.append(self.metrics.bearer.get_secret_value())
         values += [k.secret.get_secret_value() for k in self.admin.keys]
+        values += url_secrets(self.store.url.get_secret_value())
+        values += [s for u in self.upstreams if u.proxy is not None
+                   for s in url_secrets(u.proxy.get_secret_value())]
         return values
 
     def upstream(self, name: str) -> UpstreamConfig:

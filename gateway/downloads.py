@@ -1,7 +1,9 @@
 """GET /v1/videos/{id}/content: streams the result file from its signed URL, Range included.
 
 The file is relayed chunk by chunk as the upstream sends it, so memory stays flat whatever its
-size. A signed URL that has expired is refreshed once by a new GET of the task.
+size, with the upstream's framing: its Content-Length when it gave one, chunked otherwise. A
+file that ends short is cut off for the client too, never finished as if it were whole. A
+signed URL that has expired is refreshed once by a new GET of the task.
 """
 
 from __future__ import annotations
@@ -18,36 +20,44 @@ from starlette.types import Receive, Scope, Send
 
 from gateway import tasks
 from gateway.errors import GatewayError, UpstreamUnavailable
-from gateway.file_fetch import FileResponse
-from gateway.http import with_errors
+from gateway.http import error_response, with_errors
+from gateway.logs import get_logger
+from gateway.middleware import note
 from gateway.services import caller_of, request_id_of, services_of
 from gateway.store.base import TaskRecord
+from gateway.upstream import UpstreamFile
+from gateway.upstream.files import FileTruncated
 from gateway.videos import PREFIX, owned_video, stored_task
 
 VARIANT_URLS = {"video": "video_url", "thumbnail": "last_frame_url"}
 FORWARDED_REQUEST_HEADERS = ("range", "if-range")
-FORWARDED_RESPONSE_HEADERS = ("content-type", "content-length", "content-range",
-                              "accept-ranges", "last-modified", "etag")
 EXPIRED_STATUSES = (401, 403, 404, 410)  # what object stores answer for a stale signature
+RELAYED_STATUSES = (200, 206, 304)
+log = get_logger("gateway.downloads")
 
 
 class UpstreamFileResponse(Response):
-    """Relays an open upstream file; stops (and closes it) as soon as the client goes away."""
+    """Relays an open upstream file; stops (and closes it) as soon as the client goes away.
 
-    def __init__(self, upstream: FileResponse, stack: AsyncExitStack, *,
+    Starlette's Response would add `content-length: 0` to a body it does not hold, so the
+    headers are exactly the upstream's relayed ones.
+    """
+
+    def __init__(self, upstream: UpstreamFile, stack: AsyncExitStack, *,
                  on_bytes: Callable[[int], None] | None = None) -> None:
         self.upstream = upstream
         self.stack = stack
         self.on_bytes = on_bytes
-        headers = {k: v for k in FORWARDED_RESPONSE_HEADERS
-                   if (v := upstream.headers.get(k)) is not None}
-        super().__init__(status_code=upstream.status, headers=headers)
+        self.status_code = upstream.status
+        self.background = None
+        self.raw_headers = [(k.encode("latin-1"), v.encode("latin-1"))
+                            for k, v in upstream.headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": self.status_code,
                         "headers": self.raw_headers})
-            if scope["method"] != "HEAD":
+            if scope["method"] != "HEAD" and self.status_code != 304:
                 relay = asyncio.ensure_future(self._relay(send))
                 watcher = asyncio.ensure_future(_disconnected(receive))
                 try:
@@ -58,20 +68,27 @@ class UpstreamFileResponse(Response):
                         relay.cancel()
                 if relay.cancelled():
                     return
-                relay.result()
+                if not relay.result():
+                    return  # truncated: end without the final message, so the client sees it
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await self.stack.aclose()
 
-    async def _relay(self, send: Send) -> None:
+    async def _relay(self, send: Send) -> bool:
+        """Relay the body; False when the upstream cut it short."""
         sent = 0
         try:
             async for chunk in self.upstream.chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 sent += len(chunk)
+        except FileTruncated as exc:
+            note(download_truncated=True)
+            log.warning("download_truncated", bytes_sent=sent, reason=str(exc))
+            return False
         finally:
             if self.on_bytes is not None:
                 self.on_bytes(sent)
+        return True
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -108,13 +125,29 @@ async def video_content(request: Request) -> Response:
         await stack.aclose()  # a stale signature: ask the upstream for a fresh URL, once
         task, _ = await tasks.refresh(services, record, request_id=request_id_of(request))
         url, refreshed = _file_url(record, task, variant), True
-    if upstream.status not in (200, 206, 304, 416):
+    if upstream.status == 416:
+        response = _range_not_satisfiable(upstream, request.headers.get("range"))
+        await stack.aclose()
+        return response
+    if upstream.status not in RELAYED_STATUSES:
         status = upstream.status
         await stack.aclose()
         raise UpstreamUnavailable(f"the result file could not be fetched (HTTP {status})",
                                   may_exist=False)
     counter = services.metrics.download_bytes.labels(variant)
     return UpstreamFileResponse(upstream, stack, on_bytes=counter.inc)
+
+
+def _range_not_satisfiable(upstream: UpstreamFile, sent: str | None) -> Response:
+    """416 in OpenAI's error shape, keeping `content-range: bytes */<size>`."""
+    size = upstream.headers.get("content-range")
+    error = GatewayError(416, "range_not_satisfiable",
+                         f"The requested range ({sent}) is outside the file"
+                         + (f" ({size})." if size else "."), param="range")
+    response = error_response(error, "openai")
+    if size:
+        response.headers["content-range"] = size
+    return response
 
 
 def _file_url(record: TaskRecord, task: dict[str, Any], variant: str) -> str:

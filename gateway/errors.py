@@ -20,9 +20,11 @@ ARK_TYPES: Mapping[int, str] = {
     403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
+    408: "RequestTimeout",
     409: "Conflict",
     413: "RequestEntityTooLarge",
     415: "UnsupportedMediaType",
+    416: "RangeNotSatisfiable",
     422: "UnprocessableEntity",
     429: "TooManyRequests",
     500: "InternalServerError",
@@ -93,8 +95,9 @@ class UpstreamTimeout(GatewayError):
 
 
 class UpstreamBadResponse(GatewayError):
-    def __init__(self, message: str) -> None:
-        super().__init__(502, "UpstreamBadResponse", message)
+    def __init__(self, message: str, *, may_exist: bool = False) -> None:
+        headers = {"x-should-retry": "false"} if may_exist else None
+        super().__init__(502, "UpstreamBadResponse", message, headers=headers)
 
 
 def missing_parameter(param: str) -> GatewayError:

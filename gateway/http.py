@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway.errors import GatewayError
@@ -16,6 +17,11 @@ from gateway.middleware import note
 Shape = Literal["ark", "openai"]
 Handler = Callable[[Request], Awaitable[Response]]
 JSON_TYPE = "application/json"
+# Arrays and objects nested deeper are refused: no real request comes near it, and orjson
+# cannot re-encode a body nested deeper than 254 (a native create is re-encoded after its
+# model alias is rewritten).
+MAX_JSON_DEPTH = 64
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer
 log = get_logger("gateway")
 
 
@@ -55,27 +61,65 @@ def body_too_large(limit: int) -> GatewayError:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole request body, refusing (413) anything over `limit` without buffering it."""
+def body_timed_out(timeout: float) -> GatewayError:
+    # The rest of the body may still be on its way: the connection cannot carry another request.
+    return GatewayError(
+        408, "RequestTimeout",
+        f"The request body stopped arriving: nothing was received for {timeout:g} seconds.",
+        headers={"connection": "close"},
+    )
+
+
+async def read_body(request: Request, limit: int, *, timeout: float) -> bytes:
+    """The whole request body, refusing (413) anything over `limit` without buffering it and
+    (408) a body that stops arriving: more than `timeout` seconds between two reads."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise body_too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise body_too_large(limit)
-        chunks.append(chunk)
+    loop = asyncio.get_running_loop()
+    try:
+        # One deadline for the whole body, moved on at every chunk: a timeout per chunk costs
+        # ~10 µs each, on every create.
+        async with asyncio.timeout(timeout) as deadline:
+            async for chunk in request.stream():
+                deadline.reschedule(loop.time() + timeout)
+                size += len(chunk)
+                if size > limit:
+                    raise body_too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise body_timed_out(timeout) from None
     return b"".join(chunks)
 
 
 def parse_json(body: bytes, *, param: str = "") -> Any:
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise GatewayError(400, "InvalidParameter", "The request body is not valid JSON.",
                            param=param) from None
+    # Counting brackets is C-speed; only a body with enough of them can be too deep.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:
+        check_depth(data, param=param)
+    return data
+
+
+def check_depth(value: Any, *, param: str = "") -> None:
+    """A 400 for arrays and objects nested deeper than MAX_JSON_DEPTH (iterative: no recursion
+    limit to hit)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise GatewayError(
+                400, "InvalidParameter",
+                f"The request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels.",
+                param=param)
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
 
 
 def with_errors(shape: Shape, handler: Handler) -> Handler:
@@ -89,6 +133,10 @@ def with_errors(shape: Shape, handler: Handler) -> Handler:
             if 400 <= error.status < 500 and error.status != 429:
                 request.app.state.services.metrics.reject(shape, error.code)
             return error_response(error, shape)
+        except ClientDisconnect:
+            # The client closed the connection mid-body: nobody to answer, nothing broken.
+            log.info("client_disconnected", route=request.url.path)
+            return Response(status_code=CLIENT_CLOSED_REQUEST)  # never sent; counted as such
         except Exception:
             log.exception("unhandled_error", route=request.url.path)
             return internal_error(shape)

@@ -10,21 +10,25 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.catalog import Catalogue
 from gateway.config import ClientKeyConfig
 from gateway.errors import GatewayError
 from gateway.logs import get_logger
-from gateway.store.base import KeyExists, KeyRecord, KeyStore, LimitStore
+from gateway.store.base import MAX_COUNT, KeyExists, KeyRecord, KeyStore, LimitStore
 
 SECRET_PREFIX = "sgw-"
 SHOWN_PREFIX_LENGTH = 10
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+ALL_MODELS = "*"
+# 9999-12-31T23:59:59Z: the last second datetime (and so ISO 8601 input) can name.
+MAX_EXPIRES_AT = 253402300799
 log = get_logger("gateway.admin")
 
 
@@ -34,22 +38,26 @@ class KeyPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: list[str] | None = None
-    rpm: int | None = Field(default=None, ge=1)
-    max_in_flight: int | None = Field(default=None, ge=1)
-    daily_tokens: int | None = Field(default=None, ge=1)
-    monthly_tokens: int | None = Field(default=None, ge=1)
-    expires_at: int | None = None
+    # Bounded so every store holds them exactly (SQLite's int64, Redis scripts' doubles).
+    rpm: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    max_in_flight: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    daily_tokens: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    monthly_tokens: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    expires_at: int | None = Field(default=None, ge=0, le=MAX_EXPIRES_AT)
     disabled: bool | None = None
 
     @field_validator("expires_at", mode="before")
     @classmethod
     def _timestamp(cls, value: Any) -> Any:
-        """Unix seconds, or an ISO 8601 time such as 2026-12-31T00:00:00Z."""
+        """Unix seconds, or an ISO 8601 time such as 2026-12-31T00:00:00Z (UTC if no offset)."""
         if isinstance(value, str):
             try:
-                return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:
                 raise ValueError("must be unix seconds or an ISO 8601 time") from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return int(moment.timestamp())
         return value
 
 
@@ -92,17 +100,22 @@ def _config_view(key: ClientKeyConfig) -> dict[str, Any]:
 
 
 class KeyLifecycle:
-    """Every key operation, logged with who did it (`actor`) and to which key."""
+    """Every key operation, logged with who did it (`actor`) and to which key.
+
+    `catalogue` names the models a key may be given (names and aliases, or "*" for all).
+    """
 
     def __init__(self, store: KeyStore, config_keys: Iterable[ClientKeyConfig],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], *, catalogue: Catalogue) -> None:
         self._store = store
         self._config_keys = {k.name: k for k in config_keys}
         self._clock = clock
+        self._known_models = frozenset(catalogue.names()) | {ALL_MODELS}
 
     async def create(self, data: Any, *, actor: str) -> dict[str, Any]:
         new = parse(NewKey, data)
         assert isinstance(new, NewKey)
+        self._check_models(new.models)
         if new.name in self._config_keys:
             raise _conflict(f"A key named {new.name!r} is defined in the config file.")
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -128,6 +141,7 @@ class KeyLifecycle:
 
     async def update(self, name: str, data: Any, *, actor: str) -> dict[str, Any]:
         changes = parse(KeyPolicy, data)
+        self._check_models(changes.models)
         record = await self._stored(name, writable=True)
         _apply(record, changes)
         record.updated_at = int(self._clock())
@@ -153,6 +167,22 @@ class KeyLifecycle:
         log.info("admin_action", actor=actor, action="rotate", key_name=name)
         return {**public_view(record), "key": secret}
 
+    def _check_models(self, models: Sequence[str] | None) -> None:
+        """A typo would make a key that can use nothing, or silently lack a model."""
+        if models is None:
+            return  # absent or null: every model
+        if not models:
+            raise GatewayError(
+                400, "invalid_value", "models: an empty list would leave the key no model to "
+                "use; list the models it may use, or send [\"*\"] (or null) for every model.",
+                param="models")
+        unknown = sorted({m for m in models if m not in self._known_models})
+        if unknown:
+            raise GatewayError(
+                400, "invalid_value", f"models: unknown model{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(m[:64]) for m in unknown)}; the catalogue has "
+                f"{', '.join(sorted(self._known_models))}.", param="models")
+
     async def _stored(self, name: str, *, writable: bool = False) -> KeyRecord:
         if writable and name in self._config_keys:
             raise _conflict(f"The key {name!r} is defined in the config file; change it there.")
@@ -170,10 +200,10 @@ async def usage_report(store: LimitStore, *, since: str | None, until: str | Non
     running). `since`/`until` are YYYY-MM-DD, both included; the default is the last 30 days."""
     until = until or time.strftime("%Y-%m-%d", time.gmtime(now))
     since = since or time.strftime("%Y-%m-%d", time.gmtime(now - 29 * 86400))
-    for name, day in (("from", since), ("to", until)):
-        if not _DAY.match(day):
-            raise GatewayError(400, "invalid_value", f"{name} must be a day like 2026-11-24.",
-                               param=name)
+    first, last = _day("from", since), _day("to", until)
+    if first > last:
+        raise GatewayError(400, "invalid_value", f"from ({since}) is after to ({until}).",
+                           param="from")
     rows = await store.usage(since_day=since, until_day=until, key=key)
     totals: dict[str, dict[str, int]] = {}
     for row in rows:
@@ -186,13 +216,25 @@ async def usage_report(store: LimitStore, *, since: str | None, until: str | Non
             "totals": [{"key": k, **v} for k, v in sorted(totals.items())]}
 
 
+def _day(param: str, value: str) -> date:
+    """A calendar day written YYYY-MM-DD (fromisoformat alone also takes 20261124, 2026-W48)."""
+    try:
+        if _DAY.fullmatch(value):
+            return date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise GatewayError(400, "invalid_value",
+                       f"{param} must be a calendar day like 2026-11-24, got {value[:40]!r}.",
+                       param=param)
+
+
 def _apply(record: KeyRecord, policy: KeyPolicy) -> None:
     for field in policy.model_fields_set:
         value = getattr(policy, field)
         if field == "name":
             continue
         if field == "models":
-            record.models = tuple(value) if value else ("*",)
+            record.models = tuple(value) if value is not None else (ALL_MODELS,)
         elif field == "disabled":
             record.disabled = bool(value)
         else:

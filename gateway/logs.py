@@ -26,7 +26,7 @@ def configure_logging(
     """JSON lines when the output is not a TTY (containers), readable lines on a terminal.
 
     The gateway's own events use structlog's native logger (the stdlib path costs ~3x more per
-    line, and every request writes one). uvicorn's and httpx's stdlib records go through
+    line, and every request writes one). uvicorn's and aiohttp's stdlib records go through
     ProcessorFormatter with the same processors, so the redaction step, last before the
     renderer, covers every line either way.
     """
@@ -66,9 +66,10 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "httpx", "httpcore"):
+    for name in ("uvicorn", "uvicorn.error", "httpx", "httpcore", "aiohttp"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.error").filters[:] = [_deliberate_abort]
     # The gateway writes its own access event; uvicorn writes one whenever this logger has a
     # handler anywhere up the tree, so it must not reach the root handler.
     uvicorn_access = logging.getLogger("uvicorn.access")
@@ -77,6 +78,18 @@ def configure_logging(
     # httpx logs every request URL at INFO, signed query strings included.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpcore").setLevel(max(logging.WARNING, root.level))
+
+
+# The one way the gateway leaves a response unfinished on purpose: a result file the upstream
+# cut short is cut short for the client too (and logged as `download_truncated`), which uvicorn
+# reports as an error of the app.
+_ABORTED = "ASGI callable returned without completing response."
+
+
+def _deliberate_abort(record: logging.LogRecord) -> bool:
+    if record.msg == _ABORTED:
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
 
 
 def get_logger(name: str) -> Any:

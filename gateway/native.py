@@ -22,7 +22,7 @@ from gateway.http import (
 from gateway.middleware import is_sane_id
 from gateway.policy import estimate_tokens
 from gateway.services import caller_of, request_id_of, services_of
-from gateway.store.base import ListQuery, TaskRecord
+from gateway.store.base import ARK_RETENTION_SECONDS, ListQuery, TaskRecord
 from gateway.translate.seedance_validation import (
     parse_list_params,
     require_model,
@@ -31,7 +31,6 @@ from gateway.translate.seedance_validation import (
 from gateway.upstream import UpstreamReply
 
 PREFIX = "/api/v3/contents/generations/tasks"
-LIST_WINDOW_SECONDS = 7 * 24 * 3600  # Ark lists and gets only the last 7 days
 
 
 def _client_request_id(request: Request) -> str | None:
@@ -53,7 +52,8 @@ def _reply_headers(request: Request, reply: UpstreamReply | None) -> dict[str, s
 async def create_task(request: Request) -> Response:
     services = services_of(request)
     identity = await caller_of(request, services)
-    raw = await read_body(request, services.config.server.max_body_bytes)
+    server = services.config.server
+    raw = await read_body(request, server.max_body_bytes, timeout=server.body_timeout)
     body = parse_json(raw)
     name = require_model(body)
     spec = services.catalogue.resolve(name)
@@ -94,7 +94,7 @@ async def get_task(request: Request) -> Response:
 async def delete_task(request: Request) -> Response:
     services = services_of(request)
     identity = await caller_of(request, services)
-    raw = await read_body(request, 64 * 1024)
+    raw = await read_body(request, 64 * 1024, timeout=services.config.server.body_timeout)
     if raw.strip() and not isinstance(parse_json(raw), dict):
         raise GatewayError(400, "InvalidParameter", "The request body must be a JSON object.")
     record = await tasks.owned(services, identity, request.path_params["task_id"])
@@ -113,7 +113,7 @@ async def list_tasks(request: Request) -> Response:
         owner=identity.name, statuses=params.statuses, task_ids=params.task_ids,
         model=params.model, service_tier=params.service_tier,
         offset=(params.page_num - 1) * params.page_size, limit=params.page_size,
-        created_after=int(services.clock()) - LIST_WINDOW_SECONDS,
+        created_after=int(services.clock()) - ARK_RETENTION_SECONDS,  # as Ark lists
     )
     records, total = await services.store.list(query)
     return json_response({"items": [ark_task_view(r) for r in records], "total": total},

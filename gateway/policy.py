@@ -8,17 +8,19 @@ replaces it (a failed task usually bills nothing, so its estimate is given back)
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.auth import ClientIdentity
 from gateway.catalog import ModelSpec
 from gateway.errors import GatewayError
 from gateway.pixels import pixel_size
-from gateway.store.base import LimitRefusal, Limits, LimitStore, Reservation
+from gateway.store.base import MAX_COUNT, LimitRefusal, Limits, LimitStore, Reservation
 
 FRAMES_PER_SECOND = 24
 IN_FLIGHT_RETRY_SECONDS = 30  # tasks take minutes; a slot frees when one ends
@@ -39,7 +41,8 @@ def estimate_tokens(spec: ModelSpec, body: Mapping[str, Any]) -> int:
         duration = spec.default_duration
     if duration < 0:
         duration = spec.duration_max
-    return size[0] * size[1] * (FRAMES_PER_SECOND * duration + 1) // 1024
+    # Capped: with validation off a duration like 2**63 reaches here, and no budget is larger.
+    return min(size[0] * size[1] * (FRAMES_PER_SECOND * duration + 1) // 1024, MAX_COUNT)
 
 
 class Policy:
@@ -60,7 +63,8 @@ class Policy:
 
     async def hold(self, identity: ClientIdentity, spec: ModelSpec, tokens: int) -> Reservation:
         """Holds an in-flight slot and the estimated tokens for a create, or refuses it."""
-        now = time.gmtime(self._clock())
+        clock = self._clock()
+        now = time.gmtime(clock)
         reservation = Reservation(
             ref=f"pending-{uuid.uuid4().hex}", key=identity.name, model=spec.name,
             day=time.strftime("%Y-%m-%d", now), month=time.strftime("%Y-%m", now), tokens=tokens)
@@ -70,11 +74,11 @@ class Policy:
             return reservation  # nothing to hold: the usage entry is written with the task
         refusal = await self._store.reserve(reservation, limits)
         if refusal is not None:
-            raise self._explain(identity, refusal, tokens, now)
+            raise self._explain(identity, refusal, tokens, clock)
         return replace(reservation, held=True)
 
     def _explain(self, identity: ClientIdentity, refusal: LimitRefusal, tokens: int,
-                 now: time.struct_time) -> GatewayError:
+                 now: float) -> GatewayError:
         name = identity.name
         if refusal.limit == "max_in_flight":
             return _refused("max_in_flight", f"the key {name!r} already has {refusal.used} "
@@ -87,15 +91,17 @@ class Policy:
                         f"{tokens}", retry_after=seconds_left)
 
 
-def _seconds_to_reset(now: time.struct_time, *, daily: bool) -> int:
-    midnight = time.mktime((now.tm_year, now.tm_mon, now.tm_mday, 0, 0, 0, 0, 0, 0))
-    day_left = 86400 - int(time.mktime(now[:6] + (0, 0, 0)) - midnight)
+def _seconds_to_reset(now: float, *, daily: bool) -> int:
+    """Seconds until the next UTC midnight (daily) or first of a month (monthly), at least 1."""
+    moment = datetime.fromtimestamp(now, UTC)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
     if daily:
-        return max(day_left, 1)
-    days_in_month = 31 if now.tm_mon == 12 else (
-        time.gmtime(time.mktime((now.tm_year, now.tm_mon + 1, 1, 0, 0, 0, 0, 0, 0)) - 86400
-                    ).tm_mday)
-    return max(day_left + (days_in_month - now.tm_mday) * 86400, 1)
+        reset = midnight + timedelta(days=1)
+    elif moment.month == 12:
+        reset = midnight.replace(year=moment.year + 1, month=1, day=1)
+    else:
+        reset = midnight.replace(month=moment.month + 1, day=1)
+    return max(math.ceil((reset - moment).total_seconds()), 1)  # never early
 
 
 def _refused(limit: str, reason: str, *, retry_after: int) -> GatewayError:

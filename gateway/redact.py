@@ -1,12 +1,13 @@
 """RedactSecrets: the one structlog processor that keeps secrets out of every log line.
 
-It runs last before the renderer, on the gateway's own events and on uvicorn's and httpx's
+It runs last before the renderer, on the gateway's own events and on uvicorn's and aiohttp's
 stdlib records alike, and rewrites every string it finds (nested values and exception text
 included):
 
 - every configured secret value (client, upstream, admin keys) → ``[REDACTED]``;
 - ``Bearer <token>`` and the values of keys named like authorization / api_key / secret;
 - URL query strings (signed result URLs carry their signature there) → ``?[REDACTED]``;
+- URL passwords (`redis://user:pw@…`, a proxy's credentials) → ``user:[REDACTED]@``;
 - ``data:`` URIs → ``data:<mime>;base64,[<n> bytes sha256:<8 hex>]`` so they stay correlatable.
 """
 
@@ -23,6 +24,7 @@ SENSITIVE_KEYS = re.compile(
     r"(?:^|[_-])(?:authorization|api[_-]?key|secret|password|passwd|token|cookie)$", re.I)
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
 _QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s#\"'<>]+")
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/:@\"']*):[^\s/@\"']+@", re.I)
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,([A-Za-z0-9+/=_-]{8,})")
 _MIN_SECRET = 4  # shorter "secrets" would shred ordinary words
 
@@ -63,6 +65,8 @@ class RedactSecrets:
             text = _DATA_URI.sub(_data_uri, text)
         if "?" in text:
             text = _QUERY.sub(rf"\1?{REDACTED}", text)
+        if "@" in text:
+            text = _USERINFO.sub(rf"\1:{REDACTED}@", text)
         return text
 
     def _value(self, key: object, value: Any) -> Any:

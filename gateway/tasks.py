@@ -18,7 +18,7 @@ from gateway.catalog import ModelSpec
 from gateway.errors import GatewayError, UpstreamBadResponse, not_found_task
 from gateway.middleware import note
 from gateway.services import Services
-from gateway.store.base import TERMINAL_STATUSES, Surface, TaskRecord
+from gateway.store.base import MAX_COUNT, TERMINAL_STATUSES, Surface, TaskRecord
 from gateway.upstream import UpstreamReply
 
 
@@ -36,6 +36,8 @@ class UpstreamError(GatewayError):
             message = str(error.get("message") or message)
             param = str(error["param"]) if error.get("param") else None
         headers = {}
+        if reply.retry_after is not None:
+            headers["retry-after"] = reply.retry_after  # as the upstream said it
         if is_create and reply.status >= 500:
             # The upstream may have created the task before failing: a retry could bill twice.
             headers["x-should-retry"] = "false"
@@ -141,8 +143,9 @@ async def refresh(
     reply = await upstream.get_task(record.task_id, key=record.upstream_key,
                                     client_request_id=request_id)
     if reply.status == 404:
-        # Deleted or aged out upstream: it is gone for the owner too.
-        await services.store.mark_deleted(record.task_id)
+        # Maybe a glitch: the store hides the task only once its loss is confirmed, and never
+        # a finished one (gateway.store.base.upstream_404_verdict). This caller gets the 404.
+        await services.store.note_upstream_404(record.task_id, now=services.clock())
     if reply.status != 200:
         raise upstream_failure(reply)
     try:
@@ -151,6 +154,9 @@ async def refresh(
         raise UpstreamBadResponse("the upstream returned a task that is not JSON") from None
     if not isinstance(task, dict) or not isinstance(task.get("status"), str):
         raise UpstreamBadResponse("the upstream returned a task without a status")
+    if record.gone_suspected_at is not None:  # the upstream has it after all
+        await services.store.clear_upstream_404(record.task_id)
+        record.gone_suspected_at = None
     status = task["status"]
     if record.terminal and status not in TERMINAL_STATUSES:
         return task, reply  # an older answer than what is recorded: keep the record as is
@@ -158,12 +164,10 @@ async def refresh(
         billed = _observe_finished(services, record, task)
         await services.store.settle(record.task_id, billed)
     if status != record.status or record.task_json is None:
-        usage = task.get("usage")
-        tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
-        updated_at = task.get("updated_at")
+        tokens, updated_at = _count(task, "usage", "total_tokens"), _count(task, "updated_at")
         record.status = status
-        record.updated_at = updated_at if isinstance(updated_at, int) else int(services.clock())
-        record.usage_tokens = tokens if isinstance(tokens, int) else record.usage_tokens
+        record.updated_at = updated_at if updated_at is not None else int(services.clock())
+        record.usage_tokens = tokens if tokens is not None else record.usage_tokens
         record.task_json = reply.body
         await services.store.update_status(
             record.task_id, status=status, updated_at=record.updated_at,
@@ -180,7 +184,10 @@ async def cancel(
     reply = await upstream.delete_task(record.task_id, key=record.upstream_key,
                                        client_request_id=request_id)
     if reply.status == 404:
-        await services.store.mark_deleted(record.task_id)
+        # The same rule as a GET's 404, except that a finished task goes at once: its owner
+        # asked for that, and the upstream no longer has it. The 404 is still forwarded.
+        await services.store.note_upstream_404(record.task_id, now=services.clock(),
+                                               deleting=True)
     if reply.status != 200:
         raise upstream_failure(reply)
     if record.terminal:
@@ -202,9 +209,7 @@ def _observe_finished(services: Services, record: TaskRecord, task: dict[str, An
     model = metrics.model(record.model)
     status = task["status"]
     metrics.tasks_finished.labels(model, status).inc()
-    usage = task.get("usage")
-    tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
-    billed = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else 0
+    billed = _count(task, "usage", "total_tokens") or 0
     if billed > 0:
         metrics.tokens.labels(model, record.owner).inc(billed)
     if status == "succeeded":
@@ -213,6 +218,17 @@ def _observe_finished(services: Services, record: TaskRecord, task: dict[str, An
             label = resolution if resolution in ("480p", "720p", "1080p", "4k") else "other"
             metrics.task_duration.labels(model, label).observe(updated_at - record.created_at)
     return billed
+
+
+def _count(task: dict[str, Any], *path: str) -> int | None:
+    """A whole number the upstream reported (tokens, a time), or None when it is missing or
+    not one a store could keep: an upstream's answer is not trusted to fit in 64 bits."""
+    value: Any = task
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
+        return value
+    return None
 
 
 def _with_status(task_json: bytes | None, status: str, now: int) -> bytes:

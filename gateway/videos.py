@@ -16,7 +16,14 @@ from gateway import tasks
 from gateway.auth import ClientIdentity
 from gateway.errors import GatewayError
 from gateway.form import text_fields
-from gateway.http import json_response, parse_json, read_body, with_errors
+from gateway.http import (
+    MAX_JSON_DEPTH,
+    check_depth,
+    json_response,
+    parse_json,
+    read_body,
+    with_errors,
+)
 from gateway.policy import estimate_tokens
 from gateway.services import Services, caller_of, request_id_of, services_of
 from gateway.store.base import ListQuery, TaskRecord
@@ -50,7 +57,8 @@ async def owned_video(services: Services, identity: ClientIdentity, video_id: st
 async def create_video(request: Request) -> Response:
     services = services_of(request)
     identity = await caller_of(request, services)
-    fields, files = await _create_fields(request, services.config.server.max_body_bytes)
+    server = services.config.server
+    fields, files = await _create_fields(request, server.max_body_bytes, server.body_timeout)
     policy = services.config.openai
     if fields.get("model") in (None, ""):
         fields["model"] = policy.default_model
@@ -60,6 +68,7 @@ async def create_video(request: Request) -> Response:
     identity.require_model(create.spec.name)
     if services.upstream_for(create.spec).validation:
         validate_create(create.body, create.spec)
+    check_depth(create.body)  # a `tools` JSON string from a form can nest deep enough too
     tier = create.body.get("service_tier")
     new_task = tasks.NewTask(
         spec=create.spec, body=orjson.dumps(create.body), surface="openai",
@@ -73,15 +82,15 @@ async def create_video(request: Request) -> Response:
 
 
 async def _create_fields(
-    request: Request, limit: int
+    request: Request, limit: int, timeout: float
 ) -> tuple[dict[str, Any], dict[str, UploadedFile]]:
     """Multipart (with or without file parts) and JSON bodies are equivalent."""
     content_type = request.headers.get("content-type", "").lower()
-    body = await read_body(request, limit)
+    body = await read_body(request, limit, timeout=timeout)
     if content_type.startswith("multipart/form-data"):
         simple = text_fields(request.headers["content-type"], body)
         if simple is not None:
-            return unflatten_form(simple), {}
+            return unflatten_form(simple, max_depth=MAX_JSON_DEPTH), {}
         return await _multipart_fields(request, body)
     if content_type.startswith("application/json") or not content_type:
         data = parse_json(body) if body.strip() else {}
@@ -114,7 +123,7 @@ async def _multipart_fields(
         else:
             text.append((name, value))
     await form.close()
-    return unflatten_form(text), files
+    return unflatten_form(text, max_depth=MAX_JSON_DEPTH), files
 
 
 async def retrieve_video(request: Request) -> Response:

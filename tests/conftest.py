@@ -24,16 +24,21 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def leak_trap() -> LeakTrap:
+def log_stream() -> TrapStream:
     """Every log line of every logger in this process goes through the trap, at DEBUG level,
-    with the same redaction a gateway configures from its secrets."""
-    trap = LeakTrap()
-    trap_logging(trap)
-    return trap
+    with the same redaction a gateway configures from its secrets; the lines are kept."""
+    stream = TrapStream(LeakTrap())
+    trap_logging(stream)
+    return stream
 
 
-def trap_logging(trap: LeakTrap) -> None:
-    configure_logging("debug", json=True, secrets=CANARIES, stream=TrapStream(trap))
+@pytest.fixture(scope="session")
+def leak_trap(log_stream: TrapStream) -> LeakTrap:
+    return log_stream.trap
+
+
+def trap_logging(stream: TrapStream) -> None:
+    configure_logging("debug", json=True, secrets=CANARIES, stream=stream)
 
 
 @pytest.fixture(autouse=True)

@@ -71,13 +71,15 @@ def gateway_config(
     bob_models: Sequence[str] = ("*",),
     validation: bool = True,
     env: Mapping[str, str] | None = None,
+    upstream: Mapping[str, Any] | None = None,
 ) -> Config:
-    """A config like a team would write: references to env vars, never literal secrets."""
+    """A config like a team would write: references to env vars, never literal secrets.
+    `upstream` adds settings to the one upstream (proxy, ca_file, …)."""
     data: dict[str, Any] = {
         "upstreams": [{
             "name": "ark", "preset": "volcengine", "base_url": upstream_url,
             "keys": [{"name": "main", "secret": "${UPSTREAM_KEY}"}],
-            "timeouts": dict(timeouts or {}), "validation": validation,
+            "timeouts": dict(timeouts or {}), "validation": validation, **(upstream or {}),
         }],
         "models": {"aliases": dict(aliases or {
             "sora-2": "doubao-seedance-2-0-fast-260128",

@@ -24,10 +24,14 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def test_demo_serves_the_ark_sdk_and_openai_with_two_keys(tmp_path: Path) -> None:
     port = free_port()
+    # A machine whose environment names a proxy (that could never reach this machine's
+    # loopback): the demo's embedded simulator is still called directly.
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
     demo = CliProcess(["demo", "--port", str(port), "--client-key", "sgw-demo-one",
                        "--client-key", "sgw-demo-two", "--sim-delay", "0.3",
                        "--store", f"sqlite:///{tmp_path}/demo.db"],
-                      port=port, log=tmp_path / "demo.log")
+                      port=port, log=tmp_path / "demo.log",
+                      env={"HTTP_PROXY": dead_proxy, "HTTPS_PROXY": dead_proxy, "NO_PROXY": ""})
     try:
         demo.wait_ready()
         banner = demo.output()
@@ -79,6 +83,21 @@ def test_check_config_prints_what_it_understood_with_secrets_masked(tmp_path: Pa
     assert "model doubao-seedance-2-0-260128" in result.stdout
     assert FAKE_UPSTREAM_KEY not in result.stdout + result.stderr
     assert FAKE_ALICE_KEY not in result.stdout + result.stderr
+
+
+def test_check_config_masks_passwords_inside_the_store_and_proxy_urls(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "https://ark.example/api/v3",
+                        store={"url": "redis://:${REDIS_PASSWORD}@redis.internal:6379/0"})
+    data = yaml.safe_load(path.read_text())
+    data["upstreams"][0]["proxy"] = "http://egress:${PROXY_PASSWORD}@proxy.internal:3128"
+    path.write_text(yaml.safe_dump(data))
+    env = {**ENV, "REDIS_PASSWORD": "canary-redis-pw-J3k9", "PROXY_PASSWORD": "canary-proxy-L5q2"}
+    result = run_cli("check-config", str(path), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "store: redis://:****@redis.internal:6379/0" in result.stdout
+    assert "proxy: http://egress:****@proxy.internal:3128" in result.stdout
+    for secret in ("canary-redis-pw-J3k9", "canary-proxy-L5q2", FAKE_UPSTREAM_KEY):
+        assert secret not in result.stdout + result.stderr
 
 
 def test_bad_config_refused_at_start_naming_the_field(tmp_path: Path) -> None:

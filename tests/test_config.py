@@ -74,6 +74,10 @@ def test_sha256_client_keys() -> None:
         (lambda d: d.update(client_keys=[{"name": "a", "secret": "${GATEWAY_KEY_ALICE}"},
                                          {"name": "a", "secret": "${ARK_API_KEY}"}]),
          "(top level)", "duplicate client key names"),
+        (lambda d: d["client_keys"][0].update(models=[]), "(top level)",
+         "models is empty"),
+        (lambda d: d["client_keys"][0].update(models=["sora-2", "sora-3", "gpt-4o"]),
+         "(top level)", "unknown models gpt-4o, sora-2, sora-3"),
     ],
 )
 def test_bad_config_is_refused_naming_the_field(mutate: Any, field: str, fragment: str) -> None:
@@ -119,3 +123,79 @@ def test_config_is_immutable() -> None:
     config = parse_config(base(), env=ENV)
     with pytest.raises(Exception, match="frozen"):
         config.server.port = 1  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- URLs with secrets
+
+
+def test_store_url_takes_references_anywhere_and_keeps_the_password_secret(
+        tmp_path: Path) -> None:
+    password = tmp_path / "redis-password"
+    password.write_text("fake-redis-pw-2\n")
+    for url, expected in [
+        ("redis://:${REDIS_PASSWORD}@redis:6379/0?prefix=sgw:",
+         "redis://:fake-redis-pw-1@redis:6379/0?prefix=sgw:"),
+        ("rediss://sgw:${file:" + str(password) + "}@redis:6380/1",
+         "rediss://sgw:fake-redis-pw-2@redis:6380/1"),
+        ("${STORE_URL}", "redis://:fake-redis-pw-3@redis:6379/0"),
+        ("sqlite:///${DATA_DIR}/tasks.db", "sqlite:////var/lib/sgw/tasks.db"),
+    ]:
+        env = {**ENV, "REDIS_PASSWORD": "fake-redis-pw-1", "DATA_DIR": "/var/lib/sgw",
+               "STORE_URL": "redis://:fake-redis-pw-3@redis:6379/0"}
+        config = parse_config(base(store={"url": url}), env=env)
+        assert config.store.url.get_secret_value() == expected
+        assert "fake-redis-pw" not in repr(config) + str(config)
+        if "pw" in expected:  # the log redactor is given the password
+            assert any(s.startswith("fake-redis-pw") for s in config.secret_values())
+
+
+@pytest.mark.parametrize(("field", "mutate"), [
+    ("store.url", lambda d: d.update(store={"url": "redis://:hunter2-literal@redis:6379/0"})),
+    ("upstreams.0.proxy",
+     lambda d: d["upstreams"][0].update(proxy="http://egress:hunter2-literal@proxy:3128")),
+])
+def test_a_literal_password_in_a_url_is_refused(field: str, mutate: Any) -> None:
+    data = base()
+    mutate(data)
+    with pytest.raises(ConfigError) as refused:
+        parse_config(data, env=ENV)
+    message = str(refused.value)
+    assert f"  {field}:" in message and "literal passwords are not allowed" in message
+    assert "hunter2-literal" not in message
+
+
+def test_proxy_and_ca_file_per_upstream(tmp_path: Path) -> None:
+    import trustme
+
+    ca_file = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    upstream = {"proxy": "http://egress:${PROXY_PASSWORD}@proxy.internal:3128",
+                "ca_file": str(ca_file)}
+    data = base()
+    data["upstreams"][0].update(upstream)
+    config = parse_config(data, env={**ENV, "PROXY_PASSWORD": "fake-proxy-pw"})
+    assert config.upstreams[0].proxy is not None
+    assert config.upstreams[0].proxy.get_secret_value() == (
+        "http://egress:fake-proxy-pw@proxy.internal:3128")
+    assert config.upstreams[0].ca_file == ca_file
+    assert "fake-proxy-pw" in config.secret_values()
+
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    for bad, fragment in [({"ca_file": str(not_pem)}, "cannot load CA certificates"),
+                          ({"ca_file": str(tmp_path / "none.pem")}, "cannot load CA"),
+                          ({"proxy": "socks5://proxy:1080"}, "http:// or https://")]:
+        data = base()
+        data["upstreams"][0].update(bad)
+        with pytest.raises(ConfigError) as refused:
+            parse_config(data, env=ENV)
+        assert fragment in str(refused.value)
+
+
+def test_client_keys_may_be_empty_when_admin_keys_manage_every_key() -> None:
+    admin = {"keys": [{"name": "ops", "secret": "${GATEWAY_KEY_ALICE}"}]}
+    config = parse_config(base(client_keys=[], admin=admin), env=ENV)
+    assert config.client_keys == ()
+    with pytest.raises(ConfigError) as refused:
+        parse_config(base(client_keys=[]), env=ENV)
+    assert "client_keys or admin.keys" in str(refused.value)

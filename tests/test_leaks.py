@@ -35,7 +35,7 @@ async def test_trap_catches_a_canary_in_a_response_body_and_header() -> None:
         assert len(trap.findings) == 2 and "header" in trap.findings[1]
 
 
-def test_trap_catches_an_unredacted_log_line(leak_trap: LeakTrap) -> None:
+def test_trap_catches_an_unredacted_log_line(log_stream: TrapStream) -> None:
     trap = LeakTrap()
     stream = TrapStream(trap)
     try:
@@ -43,10 +43,10 @@ def test_trap_catches_an_unredacted_log_line(leak_trap: LeakTrap) -> None:
         get_logger("test").info("oops", detail=f"the key is {CANARY_ALICE_KEY}")
         assert trap.findings and "log line" in trap.findings[0]
     finally:
-        trap_logging(leak_trap)
+        trap_logging(log_stream)
 
 
-def test_redaction_keeps_every_logger_clean(leak_trap: LeakTrap) -> None:
+def test_redaction_keeps_every_logger_clean(log_stream: TrapStream) -> None:
     """With the gateway's secrets configured, neither structlog nor stdlib lines leak."""
     trap = LeakTrap()
     buffer = io.StringIO()
@@ -65,4 +65,23 @@ def test_redaction_keeps_every_logger_clean(leak_trap: LeakTrap) -> None:
         assert not trap.findings, trap.findings
         assert text.count("[REDACTED]") >= 4
     finally:
-        trap_logging(leak_trap)
+        trap_logging(log_stream)
+
+
+def test_passwords_inside_urls_are_redacted_in_every_log_line(log_stream: TrapStream) -> None:
+    """A proxy's or a store's credentials in a URL (an error message quoting it, say) never
+    reach the log, whether or not the password is in the configured secrets."""
+    buffer = io.StringIO()
+    configure_logging("debug", json=True, secrets=("configured-pw-7Hq",), stream=buffer)
+    try:
+        get_logger("gateway").warning(
+            "upstream_call_failed",
+            reason="Cannot connect to http://egress:unlisted-pw-9Xz@proxy:3128 and "
+                   "redis://:configured-pw-7Hq@redis:6379/0")
+        logging.getLogger("aiohttp.client").warning("via https://u:another-pw-2Lm@p.example/")
+    finally:
+        trap_logging(log_stream)
+    text = buffer.getvalue()
+    for password in ("unlisted-pw-9Xz", "configured-pw-7Hq", "another-pw-2Lm"):
+        assert password not in text
+    assert "http://egress:[REDACTED]@proxy:3128" in text

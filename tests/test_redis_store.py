@@ -700,6 +700,7 @@ def test_open_store_and_config_accept_redis_urls() -> None:
     with pytest.raises(StoreError, match="unsupported store url"):
         open_store("mysql://x")
     for url in ("redis://127.0.0.1:6379/0?prefix=a:", "rediss://h:6380/1", "sqlite:///x.db"):
-        assert gateway_config("http://127.0.0.1:1/api/v3", store_url=url).store.url == url
+        config = gateway_config("http://127.0.0.1:1/api/v3", store_url=url)
+        assert config.store.url.get_secret_value() == url
     with pytest.raises(ConfigError, match="store.url"):
         gateway_config("http://127.0.0.1:1/api/v3", store_url="redis+cluster://h")

@@ -46,7 +46,7 @@ async def get_task(request: Request) -> Response:
     sim = simulator_of(request)
     task_id = request.path_params["task_id"]
     task = sim.visible_task(task_id, request.state.upstream_key)
-    if task is None:
+    if task is None or sim.answers_lost(task_id):
         return _ark(request, task_not_found(task_id))
     return json_response(_task_body(request, sim, task, task.phase(sim.clock())))
 
@@ -76,7 +76,7 @@ async def delete_task(request: Request) -> Response:
     sim = simulator_of(request)
     task_id = request.path_params["task_id"]
     task = sim.visible_task(task_id, request.state.upstream_key)
-    if task is None:
+    if task is None or sim.answers_lost(task_id):
         return _ark(request, task_not_found(task_id))
     now = sim.clock()
     status = task.phase(now).status

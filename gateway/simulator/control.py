@@ -28,6 +28,22 @@ async def change_faults(request: Request) -> Response:
     return json_response(faults.as_json())
 
 
+async def lose_task(request: Request) -> Response:
+    """Body ``{"requests": N}``: the next N GET or DELETE requests of the task answer 404."""
+    try:
+        requests = orjson.loads(await request.body()).get("requests")
+    except (ValueError, AttributeError):
+        requests = None
+    if isinstance(requests, bool) or not isinstance(requests, int) or requests < 0:
+        return json_response({"error": "requests must be a non-negative integer"}, status=400)
+    lost = simulator_of(request).lost
+    task_id = request.path_params["task_id"]
+    lost.pop(task_id, None)
+    if requests:
+        lost[task_id] = requests
+    return json_response({"task_id": task_id, "requests": requests})
+
+
 async def recorded_requests(request: Request) -> Response:
     return json_response([seen.as_json() for seen in simulator_of(request).requests])
 
@@ -41,6 +57,7 @@ def control_routes() -> list[Route]:
     return [
         Route("/_sim/faults", read_faults, methods=["GET"]),
         Route("/_sim/faults", change_faults, methods=["POST"]),
+        Route("/_sim/tasks/{task_id}/lose", lose_task, methods=["POST"]),
         Route("/_sim/requests", recorded_requests, methods=["GET"]),
         Route("/_sim/requests", forget_requests, methods=["DELETE"]),
     ]

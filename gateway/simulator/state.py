@@ -98,6 +98,9 @@ class SimulatorState:
     rng: random.Random
     clock: Callable[[], float] = time.time
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    # Task id → how many more GET or DELETE requests of it answer 404, as if Ark had lost the
+    # task for a moment (``POST /_sim/tasks/{task_id}/lose``).
+    lost: dict[str, int] = field(default_factory=dict)
     requests: deque[RecordedRequest] = field(
         default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
 
@@ -140,6 +143,13 @@ class SimulatorState:
             task_id = f"cgt-{stamp}-{suffix}"
             if task_id not in self.tasks:
                 return task_id
+
+    def answers_lost(self, task_id: str) -> bool:
+        """Whether this request of the task is one to answer 404 (counting it off)."""
+        left = self.lost.pop(task_id, 0)
+        if left > 1:
+            self.lost[task_id] = left - 1
+        return left > 0
 
     def visible_task(self, task_id: str, upstream_key: str) -> TaskRecord | None:
         """The task if it exists, is not deleted, and belongs to the caller's upstream key."""

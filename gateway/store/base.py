@@ -8,6 +8,13 @@ from typing import Literal, Protocol
 
 Surface = Literal["native", "openai"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "expired", "cancelled"})
+# The largest count (tokens, requests, tasks, seconds) the gateway keeps: every store holds it
+# exactly (SQLite integers are int64; Redis scripts compute in doubles), and so does JSON.
+MAX_COUNT = 2**53 - 1
+
+# One upstream 404 may be a glitch: it hides a task only once confirmed (upstream_404_verdict).
+GONE_CONFIRM_SECONDS = 30.0  # a second 404 at least this long after the first one seen
+ARK_RETENTION_SECONDS = 7 * 86400  # Ark forgets a task this long after its creation
 
 
 @dataclass(slots=True)
@@ -37,10 +44,36 @@ class TaskRecord:
     usage_tokens: int | None = None
     task_json: bytes | None = None
     deleted: bool = False
+    # When the upstream first answered 404 for the task, until it is confirmed gone or the
+    # upstream answers for it again (see upstream_404_verdict).
+    gone_suspected_at: float | None = None
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+
+Upstream404Verdict = Literal["gone", "suspect", "keep"]
+
+
+def upstream_404_verdict(*, status: str, created_at: int, suspected_at: float | None,
+                         now: float, deleting: bool) -> Upstream404Verdict:
+    """What an upstream 404 at `now` means for a stored task; every store applies this rule.
+
+    A finished task the gateway recorded outlives the upstream (its result stays its owner's),
+    unless the 404 answered the owner's own DELETE: they asked for it to go and the upstream no
+    longer has it. An unfinished task is gone once Ark cannot hold it any more (past its
+    retention), or when a second 404 comes at least GONE_CONFIRM_SECONDS after the first one
+    seen; until then the first 404 is only remembered ("suspect"), and an answer for the task
+    in between forgets it.
+    """
+    if status in TERMINAL_STATUSES:
+        return "gone" if deleting else "keep"
+    if now - created_at > ARK_RETENTION_SECONDS:
+        return "gone"
+    if suspected_at is None:
+        return "suspect"
+    return "gone" if now - suspected_at >= GONE_CONFIRM_SECONDS else "keep"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +116,27 @@ class TaskStore(Protocol):
     async def update_status(
         self, task_id: str, *, status: str, updated_at: int, usage_tokens: int | None,
         task_json: bytes,
-    ) -> None: ...
+    ) -> None:
+        """Record what the upstream answered for the task, forgetting an earlier 404; a finished
+        task never goes back to queued/running (such an answer is dropped)."""
+        ...
 
     async def mark_deleted(self, task_id: str) -> None: ...
+
+    async def note_upstream_404(self, task_id: str, *, now: float,
+                                deleting: bool = False) -> bool:
+        """The upstream answered 404 for the task at `now` (to the owner's DELETE when
+        `deleting`, else to a GET): applies upstream_404_verdict to the stored record,
+        atomically against other writers. Gone: hidden as by mark_deleted, out of the tracker's
+        due tasks, and a reservation still open settles at its estimate (the in-flight slot is
+        freed; what Ark billed cannot be known). Suspect: `now` becomes `gone_suspected_at`.
+        True when the task is now gone."""
+        ...
+
+    async def clear_upstream_404(self, task_id: str) -> None:
+        """The upstream answered for the task after all: forget an earlier 404 (update_status,
+        which only ever writes an upstream answer, forgets it too)."""
+        ...
 
     async def list(self, query: ListQuery) -> tuple[list[TaskRecord], int]:
         """A page of records and the total number matching the filters."""

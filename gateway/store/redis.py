@@ -10,7 +10,9 @@ Data layout (every key starts with the prefix, ``seedance-gateway:`` unless the 
   ``next_poll_at``, ``lease_holder``, ``lease_until``); ``deleted`` is ``0``/``1`` and
   ``task_json`` the upstream body as-is. Never removed: a deleted task keeps its hash. A status
   write never takes a finished task back to ``queued``/``running`` (an older poll answer that
-  lands last is dropped).
+  lands last is dropped). ``gone_suspected_at``, when the upstream first answered 404, is
+  absent otherwise (so hashes written before it need no migration); a status write removes
+  it.
 * ``{p}o:{owner}`` sorted set: the owner's live (not deleted) tasks, score ``created_at``,
   member ``{seq:016d}:{task_id}``, so equal scores sort by insertion order. A list is one Lua
   script: it walks the set, filters (``HMGET`` per task, in Redis), pages and returns the page.
@@ -38,7 +40,14 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from gateway.store.base import KeyExists, KeyRecord, ListQuery, Reservation, TaskRecord
+from gateway.store.base import (
+    KeyExists,
+    KeyRecord,
+    ListQuery,
+    Reservation,
+    TaskRecord,
+    upstream_404_verdict,
+)
 from gateway.store.redis_limits import RedisLimits
 from gateway.store.redis_lua import SCRIPTS
 from gateway.store.redis_tracker import RedisTracker
@@ -57,6 +66,10 @@ _OWNER, _DELETED = _TASK_FIELDS.index("owner"), _TASK_FIELDS.index("deleted")
 _INTS = frozenset({"created_at", "updated_at", "usage_tokens", "rpm", "max_in_flight",
                    "daily_tokens", "monthly_tokens", "expires_at"})
 _BOOLS = frozenset({"deleted", "disabled", "revoked"})
+_FLOATS = frozenset({"gone_suspected_at"})
+# A verdict on an upstream 404 is decided in Python on one read and applied only if the
+# record is still as read; a writer in between makes it read and decide again.
+_VERDICT_ATTEMPTS = 10
 
 
 class RedisTaskStore(RedisLimits, RedisTracker):
@@ -200,6 +213,30 @@ class RedisTaskStore(RedisLimits, RedisTracker):
             pipe.zrem(self._due_key, task_id)
             await pipe.execute()
 
+    async def note_upstream_404(self, task_id: str, *, now: float,
+                                deleting: bool = False) -> bool:
+        key = self._task_key(task_id)
+        for _ in range(_VERDICT_ATTEMPTS):
+            status, created_at, suspected, deleted = await self._conn.hmget(
+                key, ["status", "created_at", "gone_suspected_at", "deleted"])
+            if status is None or created_at is None or deleted == b"1":
+                return deleted == b"1"
+            verdict = upstream_404_verdict(
+                status=_text(status), created_at=int(created_at),
+                suspected_at=None if suspected is None else float(suspected), now=now,
+                deleting=deleting)
+            if verdict == "keep":
+                return False
+            applied = await self._scripts["upstream_404"](
+                [key, self._due_key, f"{self.prefix}r:{task_id}"],
+                [self.prefix, task_id, verdict, status, suspected or b"", repr(now)])
+            if applied != -1:
+                return verdict == "gone"
+        raise StoreError(f"task {task_id} kept changing while an upstream 404 was recorded")
+
+    async def clear_upstream_404(self, task_id: str) -> None:
+        await self._conn.hdel(self._task_key(task_id), "gone_suspected_at")
+
     async def list(self, query: ListQuery) -> tuple[list[TaskRecord], int]:
         """One script: the owner's set in order, filtered and paged in Redis (one snapshot)."""
         spec: dict[str, Any] = {
@@ -280,6 +317,8 @@ def _decode(names: tuple[str, ...], values: Sequence[Any]) -> dict[str, Any]:
             continue  # not stored: the dataclass default
         if name in _INTS:
             fields[name] = int(value)
+        elif name in _FLOATS:
+            fields[name] = float(value)
         elif name in _BOOLS:
             fields[name] = value == b"1"
         elif name == "task_json":

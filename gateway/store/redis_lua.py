@@ -58,17 +58,41 @@ return 1
 """
 # KEYS: task hash, due set. ARGV: status, updated_at, task_json, usage_tokens or '', task_id.
 # Never creates the record, never takes a finished task back to queued/running (an older poll
-# answer landing last), and a finished task leaves the due set.
+# answer landing last), and a finished task leaves the due set. An answer forgets a first 404.
 UPDATE_STATUS = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return 0 end
 local ended = $ENDED
 if ended[current] and (ARGV[1] == 'queued' or ARGV[1] == 'running') then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[2], 'task_json', ARGV[3])
+redis.call('HDEL', KEYS[1], 'gone_suspected_at')
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'usage_tokens', ARGV[4]) end
 if ended[ARGV[1]] then redis.call('ZREM', KEYS[2], ARGV[5]) end
 return 1
 """.replace("$ENDED", ENDED)
+# KEYS: task hash, due set, the task's reservation. ARGV: prefix, task_id, verdict ('suspect'
+# or 'gone', decided by gateway.store.base.upstream_404_verdict), the status and
+# gone_suspected_at ('' none) it was decided on, now. -1: the record changed since (decide
+# again); 1 gone: hidden as mark_deleted does, out of the due set, an open reservation settled
+# at its estimate and its in-flight slot freed; 0 suspect: now is remembered.
+UPSTREAM_404 = r"""
+local p, id = ARGV[1], ARGV[2]
+local v = redis.call('HMGET', KEYS[1], 'owner', 'seq', 'status', 'gone_suspected_at', 'deleted')
+if not v[1] or v[5] == '1' or v[3] ~= ARGV[4] or (v[4] or '') ~= ARGV[5] then return -1 end
+if ARGV[3] == 'suspect' then
+  redis.call('HSET', KEYS[1], 'gone_suspected_at', ARGV[6])
+  return 0
+end
+redis.call('HSET', KEYS[1], 'deleted', 1)
+redis.call('ZREM', p .. 'o:' .. v[1], string.format('%016d:', tonumber(v[2])) .. id)
+redis.call('ZREM', KEYS[2], id)
+local r = redis.call('HMGET', KEYS[3], 'key', 'open')
+if r[2] == '1' then
+  redis.call('HSET', KEYS[3], 'open', '0')
+  redis.call('SREM', p .. 'inflight:' .. r[1], id)
+end
+return 1
+"""
 # KEYS: owner set. ARGV: prefix, owner, query JSON. Reply: total, then the page's records.
 LIST = """
 local p, owner, q = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
@@ -261,6 +285,7 @@ return 1
 
 SCRIPTS = {
     "add_task": ADD_TASK, "update_status": UPDATE_STATUS, "list": LIST, "put_key": PUT_KEY,
+    "upstream_404": UPSTREAM_404,
     "count_request": COUNT_REQUEST, "reserve": RESERVE, "settle": SETTLE, "release": RELEASE,
     "usage": USAGE, "due": DUE, "claim": CLAIM, "schedule": SCHEDULE,
 }

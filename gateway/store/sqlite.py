@@ -14,11 +14,20 @@ from typing import Any
 
 import orjson
 
-from gateway.store.base import KeyExists, KeyRecord, ListQuery, Reservation, TaskRecord
+from gateway.store.base import (
+    KeyExists,
+    KeyRecord,
+    ListQuery,
+    Reservation,
+    TaskRecord,
+    upstream_404_verdict,
+)
 from gateway.store.sqlite_limits import LIMITS_SCHEMA, SQLiteLimits
 from gateway.store.sqlite_tracker import TRACKER_COLUMNS, TRACKER_INDEX, SQLiteTracker
 
-SCHEMA_VERSION = 2  # 2: tracker columns (next_poll_at, lease_holder, lease_until)
+# 2: tracker columns (next_poll_at, lease_holder, lease_until); 3: gone_suspected_at
+SCHEMA_VERSION = 3
+GONE_COLUMN = ("gone_suspected_at", "REAL")  # when the upstream first answered 404, or NULL
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,7 +51,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     deleted INTEGER NOT NULL DEFAULT 0,
     next_poll_at REAL NOT NULL DEFAULT 0,
     lease_holder TEXT,
-    lease_until REAL NOT NULL DEFAULT 0
+    lease_until REAL NOT NULL DEFAULT 0,
+    gone_suspected_at REAL
 );
 CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (owner, deleted, created_at);
 CREATE TABLE IF NOT EXISTS client_keys (
@@ -65,7 +75,7 @@ CREATE TABLE IF NOT EXISTS client_keys (
 _COLUMNS = (
     "task_id", "owner", "upstream", "upstream_key", "model", "upstream_model", "surface",
     "created_at", "updated_at", "status", "prompt", "requested_size", "requested_seconds",
-    "service_tier", "usage_tokens", "task_json", "deleted",
+    "service_tier", "usage_tokens", "task_json", "deleted", "gone_suspected_at",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tasks"
 
@@ -103,17 +113,14 @@ class SQLiteTaskStore(SQLiteLimits, SQLiteTracker):
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             db.executescript(_SCHEMA + LIMITS_SCHEMA)
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                           (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self._path} has schema version {row[0]}, newer than this gateway's "
-                    f"{SCHEMA_VERSION}; upgrade the gateway"
-                )
-            elif int(row[0]) < SCHEMA_VERSION:
-                _migrate(db, int(row[0]))
+            # One opener at a time: worker processes starting together migrate once.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                _check_version(db, self._path)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             db.execute(TRACKER_INDEX)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open task store {self._path}: {exc}") from None
@@ -179,7 +186,7 @@ class SQLiteTaskStore(SQLiteLimits, SQLiteTracker):
         # A finished task never goes back to queued/running: with several pollers, an older
         # answer may land after a newer one.
         cursor = self._conn.execute(
-            "UPDATE tasks SET status = ?, updated_at = ?, "
+            "UPDATE tasks SET status = ?, updated_at = ?, gone_suspected_at = NULL, "
             "usage_tokens = COALESCE(?, usage_tokens), task_json = ? WHERE task_id = ? "
             "AND NOT (status IN ('succeeded', 'failed', 'expired', 'cancelled') "
             "AND ? IN ('queued', 'running'))",
@@ -188,12 +195,48 @@ class SQLiteTaskStore(SQLiteLimits, SQLiteTracker):
         cached = self._cache.get(task_id)
         if cached is not None and cursor.rowcount == 1:
             cached.status, cached.updated_at, cached.task_json = status, updated_at, task_json
+            cached.gone_suspected_at = None
             if usage_tokens is not None:
                 cached.usage_tokens = usage_tokens
 
     async def mark_deleted(self, task_id: str) -> None:
         self._conn.execute("UPDATE tasks SET deleted = 1 WHERE task_id = ?", (task_id,))
         self._cache.pop(task_id, None)
+
+    async def note_upstream_404(self, task_id: str, *, now: float,
+                                deleting: bool = False) -> bool:
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")  # read, decide and write before any other process
+        try:
+            row = db.execute("SELECT status, created_at, gone_suspected_at, deleted FROM tasks "
+                             "WHERE task_id = ?", (task_id,)).fetchone()
+            verdict = "keep" if row is None or row[3] else upstream_404_verdict(
+                status=row[0], created_at=row[1], suspected_at=row[2], now=now,
+                deleting=deleting)
+            if verdict == "gone":
+                db.execute("UPDATE tasks SET deleted = 1 WHERE task_id = ?", (task_id,))
+                # The estimate stays as the figure: what Ark billed, if anything, is unknown.
+                db.execute("UPDATE reservations SET open = 0 WHERE ref = ? AND open = 1",
+                           (task_id,))
+            elif verdict == "suspect":
+                db.execute("UPDATE tasks SET gone_suspected_at = ? WHERE task_id = ?",
+                           (now, task_id))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if verdict == "gone":
+            self._cache.pop(task_id, None)
+        elif verdict == "suspect" and (cached := self._cache.get(task_id)) is not None:
+            cached.gone_suspected_at = now
+        return verdict == "gone" or (row is not None and bool(row[3]))
+
+    async def clear_upstream_404(self, task_id: str) -> None:
+        self._conn.execute("UPDATE tasks SET gone_suspected_at = NULL WHERE task_id = ? "
+                           "AND gone_suspected_at IS NOT NULL", (task_id,))
+        cached = self._cache.get(task_id)
+        if cached is not None:
+            cached.gone_suspected_at = None
 
     async def list(self, query: ListQuery) -> tuple[list[TaskRecord], int]:
         where = ["owner = ?", "deleted = 0"]
@@ -269,13 +312,26 @@ _KEY_COLUMNS = (
 _SELECT_KEY = f"SELECT {', '.join(_KEY_COLUMNS)} FROM client_keys"
 
 
+def _check_version(db: sqlite3.Connection, path: str) -> None:
+    """Write the version into a new store, migrate an older one, refuse a newer one."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                   (str(SCHEMA_VERSION),))
+    elif int(row[0]) > SCHEMA_VERSION:
+        raise StoreError(f"{path} has schema version {row[0]}, newer than this gateway's "
+                         f"{SCHEMA_VERSION}; upgrade the gateway")
+    elif int(row[0]) < SCHEMA_VERSION:
+        _migrate(db, int(row[0]))
+
+
 def _migrate(db: sqlite3.Connection, version: int) -> None:
     """Bring an older store up to SCHEMA_VERSION in place; nothing stored is lost."""
-    if version < 2:
-        have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
-        for name, kind in TRACKER_COLUMNS:
-            if name not in have:
-                db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+    have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    added = [*(TRACKER_COLUMNS if version < 2 else ()), *([GONE_COLUMN] if version < 3 else ())]
+    for name, kind in added:
+        if name not in have:
+            db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 

@@ -9,6 +9,8 @@ Decisions where the SDKs leave room:
 - A key that is not `name` followed by `[...]` segments (`a[b`, `[x]`, `a]`) is taken literally.
 - `a[0]` stays a dict keyed `"0"`: the SDKs never send indices; consumers may read such dicts as
   lists.
+- With `max_depth`, a key whose value would sit deeper than that many nested objects and arrays
+  (the form itself is the first) is a 400 `invalid_value`, as the same nesting in JSON is.
 - Image formats are Ark's (jpeg png webp bmp tiff gif heic heif); AVIF, SVG and the rest are not
   images for this purpose and sniff as None.
 """
@@ -19,11 +21,16 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from gateway.errors import GatewayError
+
 _KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 _SEGMENT = re.compile(r"\[([^\[\]]*)\]")
+_SHOWN_MAX = 40
 
 
-def unflatten_form(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
+def unflatten_form(
+    items: Iterable[tuple[str, str]], *, max_depth: int | None = None
+) -> dict[str, Any]:
     """Nested fields from `(name, value)` text parts in wire order."""
     root: dict[str, Any] = {}
     for key, value in items:
@@ -31,7 +38,13 @@ def unflatten_form(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
         if match is None:
             root[key] = value
             continue
-        _put(root, match[1], _SEGMENT.findall(match[2]), value)
+        path = _SEGMENT.findall(match[2])
+        if max_depth is not None and 1 + len(path) > max_depth:
+            name = match[1][:_SHOWN_MAX]
+            raise GatewayError(400, "invalid_value", f"The form field '{name}[…]' nests "
+                               f"{len(path)} levels deep; at most {max_depth - 1} are allowed.",
+                               param=name)
+        _put(root, match[1], path, value)
     return root
 
 

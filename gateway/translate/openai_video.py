@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import UpstreamBadResponse
-from gateway.store.base import TaskRecord
+from gateway.store.base import MAX_COUNT, TaskRecord
 from gateway.translate.openai_sizes import output_size, pixel_family
 
 RESULT_TTL_SECONDS = 86400  # Ark's result URLs are signed for 24 h
@@ -127,7 +127,8 @@ def _expected_seconds(requested: str | None) -> float:
 
 def _completed_at(record: TaskRecord, task: Mapping[str, Any] | None) -> int:
     updated_at = task.get("updated_at") if task is not None else None
-    if isinstance(updated_at, int) and not isinstance(updated_at, bool):
+    if isinstance(updated_at, int) and not isinstance(updated_at, bool) \
+            and 0 <= updated_at <= MAX_COUNT:  # else not a time (the record's is)
         return updated_at
     return record.updated_at
 
