@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from gateway.config import ConfigError, build_catalogue, load_config, parse_config
 
@@ -165,8 +166,6 @@ def test_a_literal_password_in_a_url_is_refused(field: str, mutate: Any) -> None
 
 
 def test_proxy_and_ca_file_per_upstream(tmp_path: Path) -> None:
-    import trustme
-
     ca_file = tmp_path / "ca.pem"
     trustme.CA().cert_pem.write_to_path(str(ca_file))
     upstream = {"proxy": "http://egress:${PROXY_PASSWORD}@proxy.internal:3128",

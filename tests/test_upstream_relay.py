@@ -21,6 +21,7 @@ import httpx
 import openai
 import orjson
 import pytest
+import trustme
 import uvicorn
 from volcenginesdkarkruntime import AsyncArk
 from volcenginesdkarkruntime._exceptions import ArkAPIStatusError
@@ -285,8 +286,6 @@ class TlsSimulator:
     """The built-in simulator over TLS (uvicorn with a private CA's certificate)."""
 
     def __init__(self, directory: Path) -> None:
-        import trustme
-
         ca = trustme.CA()
         chain = directory / "simulator.pem"
         ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(chain))
