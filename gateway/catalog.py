@@ -74,6 +74,7 @@ _FAMILIES: tuple[_Family, ...] = (
 )
 
 PRESETS: tuple[str, ...] = ("volcengine", "byteplus", "wisgate")
+ALL_MODELS = "*"  # in a key's `models`: every model of the catalogue
 
 
 def preset_models(preset: str, upstream: str) -> tuple[ModelSpec, ...]:
@@ -138,6 +139,10 @@ class Catalogue:
 
     def names(self) -> list[str]:
         return sorted([*self._models, *self._aliases])
+
+    def unknown(self, names: Iterable[str]) -> list[str]:
+        """The names a key's `models` list may not hold: neither a model, an alias nor "*"."""
+        return sorted({n for n in names if n != ALL_MODELS and n not in self._by_name})
 
     def aliases(self) -> dict[str, str]:
         return dict(self._aliases)

@@ -241,7 +241,7 @@ class Config(_Frozen):
             if not key.models:
                 raise ValueError(f"client key {key.name!r}: models is empty, which would leave "
                                  "it no model; list its models, or [\"*\"] for every model")
-            unknown = sorted({m for m in key.models if m != "*" and not catalogue.resolve(m)})
+            unknown = catalogue.unknown(key.models)
             if unknown:
                 raise ValueError(f"client key {key.name!r}: unknown models {', '.join(unknown)}")
         return self

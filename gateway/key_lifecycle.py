@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.catalog import Catalogue
+from gateway.catalog import ALL_MODELS, Catalogue
 from gateway.config import ClientKeyConfig
 from gateway.errors import GatewayError
 from gateway.logs import get_logger
@@ -26,7 +26,6 @@ SECRET_PREFIX = "sgw-"
 SHOWN_PREFIX_LENGTH = 10
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-ALL_MODELS = "*"
 # 9999-12-31T23:59:59Z: the last second datetime (and so ISO 8601 input) can name.
 MAX_EXPIRES_AT = 253402300799
 log = get_logger("gateway.admin")
@@ -110,7 +109,7 @@ class KeyLifecycle:
         self._store = store
         self._config_keys = {k.name: k for k in config_keys}
         self._clock = clock
-        self._known_models = frozenset(catalogue.names()) | {ALL_MODELS}
+        self._catalogue = catalogue
 
     async def create(self, data: Any, *, actor: str) -> dict[str, Any]:
         new = parse(NewKey, data)
@@ -176,12 +175,12 @@ class KeyLifecycle:
                 400, "invalid_value", "models: an empty list would leave the key no model to "
                 "use; list the models it may use, or send [\"*\"] (or null) for every model.",
                 param="models")
-        unknown = sorted({m for m in models if m not in self._known_models})
+        unknown = self._catalogue.unknown(models)
         if unknown:
             raise GatewayError(
                 400, "invalid_value", f"models: unknown model{'s' if len(unknown) > 1 else ''} "
                 f"{', '.join(repr(m[:64]) for m in unknown)}; the catalogue has "
-                f"{', '.join(sorted(self._known_models))}.", param="models")
+                f"{', '.join([*self._catalogue.names(), ALL_MODELS])}.", param="models")
 
     async def _stored(self, name: str, *, writable: bool = False) -> KeyRecord:
         if writable and name in self._config_keys:

@@ -28,8 +28,9 @@ class UvicornConfig(uvicorn.Config):
     base, and each worker's protocol reads `header_timeout` from it.
     """
 
-    def __init__(self, app: Any, *, limits: ServerConfig, host: str, port: int, workers: int,
-                 factory: bool) -> None:
+    def __init__(self, app: Any, *, limits: ServerConfig | None = None, host: str = "127.0.0.1",
+                 port: int = 0, workers: int = 1, factory: bool = False) -> None:
+        limits = limits or ServerConfig()
         super().__init__(
             app, host=host, port=port, factory=factory, workers=workers, log_config=None,
             access_log=False, server_header=False, proxy_headers=False,
@@ -90,16 +91,10 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def uvicorn_config(app: Any, *, limits: ServerConfig | None = None, host: str = "127.0.0.1",
-                   port: int = 0, workers: int = 1, factory: bool = False) -> UvicornConfig:
-    return UvicornConfig(app, limits=limits or ServerConfig(), host=host, port=port,
-                         workers=workers, factory=factory)
-
-
 def run(app: Any, *, host: str, port: int, workers: int = 1, factory: bool = False,
         limits: ServerConfig | None = None) -> None:
-    config = uvicorn_config(app, limits=limits, host=host, port=port, workers=workers,
-                            factory=factory)
+    config = UvicornConfig(app, limits=limits, host=host, port=port, workers=workers,
+                           factory=factory)
     if workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
@@ -109,9 +104,9 @@ def run(app: Any, *, host: str, port: int, workers: int = 1, factory: bool = Fal
 def run_with_simulator(app: Any, simulator: Any, simulator_socket: socket.socket, *, host: str,
                        port: int, limits: ServerConfig | None = None) -> None:
     """The demo: the gateway (an app factory) and its embedded simulator on one event loop."""
-    gateway = uvicorn.Server(uvicorn_config(app, limits=limits, host=host, port=port,
-                                            factory=True))
-    upstream = uvicorn.Server(uvicorn_config(simulator))
+    gateway = uvicorn.Server(UvicornConfig(app, limits=limits, host=host, port=port,
+                                           factory=True))
+    upstream = uvicorn.Server(UvicornConfig(simulator))
 
     async def both() -> None:
         await asyncio.gather(upstream.serve(sockets=[simulator_socket]), gateway.serve())
