@@ -16,18 +16,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, downloads, native, videos
-from gateway.auth import ClientKeys
 from gateway.config import Config, build_catalogue
-from gateway.errors import GatewayError
-from gateway.http import Shape, error_response, json_response
-from gateway.metrics import Metrics
-from gateway.middleware import ObservabilityMiddleware
-from gateway.policy import Policy
+from gateway.errors import GatewayError, Surface
+from gateway.keys.auth import ClientKeys
+from gateway.keys.policy import Policy
+from gateway.observability.metrics import Metrics
+from gateway.observability.middleware import ObservabilityMiddleware
 from gateway.services import Services
 from gateway.store import open_store
 from gateway.store.base import GatewayStore
-from gateway.tracker import TaskTracker
+from gateway.surfaces import admin, downloads, native, videos
+from gateway.surfaces.http import error_response, json_response
+from gateway.tasks.tracker import TaskTracker
 from gateway.upstream import Upstream
 
 
@@ -127,11 +127,11 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     """Unknown paths and wrong methods, in the envelope of the surface they were aimed at."""
     assert isinstance(exc, HTTPException)
     # /admin answers in OpenAI's envelope, like its handlers.
-    shape: Shape = "openai" if request.url.path.startswith(("/v1/", "/admin/")) else "ark"
+    surface: Surface = "openai" if request.url.path.startswith(("/v1/", "/admin/")) else "native"
     if exc.status_code == 405:
         error = GatewayError(405, "MethodNotAllowed",
                              f"{request.method} is not supported on {request.url.path}.")
     else:
         error = GatewayError(exc.status_code, "NotFound" if exc.status_code == 404 else "Error",
                              f"No route for {request.method} {request.url.path}.")
-    return error_response(error, shape)
+    return error_response(error, surface)

@@ -16,9 +16,9 @@ from starlette.applications import Starlette
 from gateway import __version__
 from gateway.app import create_app
 from gateway.catalog import OPENAI_ALIASES, RESELLER_ALIASES
-from gateway.cli_keys import add_keys_parser, add_usage_parser, load_or_exit
 from gateway.config import Config, build_catalogue
-from gateway.logs import LEVELS, configure_logging
+from gateway.keys.cli import add_keys_parser, add_usage_parser, load_or_exit
+from gateway.observability.logs import LEVELS, configure_logging
 from gateway.secrets import mask, masked_url
 from gateway.server import raise_open_files_limit, run, run_with_simulator
 from gateway.simulator import SimulatorSettings, create_simulator_app

@@ -12,7 +12,11 @@ to the log only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
+
+# The API a caller speaks: Ark's own (`native`) or OpenAI's /v1/videos. It decides the error
+# envelope, and every record and metric says which one created a task.
+Surface = Literal["native", "openai"]
 
 ARK_TYPES: Mapping[int, str] = {
     400: "BadRequest",

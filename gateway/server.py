@@ -13,7 +13,7 @@ from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
 from gateway.config import ServerConfig
-from gateway.logs import get_logger
+from gateway.observability.logs import get_logger
 
 # The soft limit to raise to when the hard one is unlimited (BSD, macOS): far above what one
 # process serves, and below the per-process ceilings those systems still enforce.

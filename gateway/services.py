@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from gateway.auth import ClientIdentity, ClientKeys
 from gateway.catalog import Catalogue, ModelSpec
 from gateway.config import Config
 from gateway.errors import GatewayError
-from gateway.metrics import Metrics
-from gateway.middleware import note
-from gateway.policy import Policy
+from gateway.keys.auth import ClientIdentity, ClientKeys
+from gateway.keys.policy import Policy
+from gateway.observability.metrics import Metrics
+from gateway.observability.middleware import note
 from gateway.store.base import GatewayStore, TaskRecord
 from gateway.upstream import Upstream
 
@@ -50,10 +50,10 @@ def services_of(request: Request) -> Services:
 
 
 async def caller_of(request: Request, services: Services) -> ClientIdentity:
-    """The authenticated client key behind a request (401 if none)."""
+    """The authenticated client key behind a request (401 if none); the pipeline applies its
+    policy."""
     identity = await services.client_keys.authenticate(request.headers.get("authorization"))
     note(client_key=identity.name)
-    await services.policy.check_rate(identity)
     return identity
 
 

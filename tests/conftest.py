@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.logs import configure_logging
+from gateway.observability.logs import configure_logging
 from gateway.simulator import SimulatorSettings, create_simulator_app
 from tests.backends import redis_url, unique_prefix
 from tests.leaks import CANARIES, LeakTrap, RecordingApp, TrapStream

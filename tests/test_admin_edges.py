@@ -14,10 +14,10 @@ import httpx
 import pytest
 import yaml
 
-from gateway.auth import ClientIdentity
 from gateway.catalog import preset_models
 from gateway.errors import GatewayError
-from gateway.policy import Policy
+from gateway.keys.auth import ClientIdentity
+from gateway.keys.policy import Policy
 from gateway.store.base import KeyRecord, LimitRefusal, Limits, Reservation
 from tests.conftest import GatewayFactory
 from tests.leaks import CANARY_ADMIN_KEY

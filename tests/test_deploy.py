@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from gateway import downloads
 from gateway.config import Config, build_catalogue, parse_config
-from gateway.metrics import PREFIX, Metrics
-from gateway.middleware import is_sane_id
+from gateway.observability.metrics import PREFIX, Metrics
+from gateway.observability.middleware import is_sane_id
+from gateway.surfaces import downloads
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -535,7 +535,8 @@ def test_referenced_metrics_are_declared() -> None:
     referenced = referenced_metric_names()
     assert referenced, "no seedance_gateway_* metric found in the dashboard and alerts"
     undeclared = referenced - declared_metric_names()
-    assert not undeclared, f"queried but not exported by gateway.metrics: {sorted(undeclared)}"
+    assert not undeclared, (f"queried but not exported by gateway.observability.metrics: "
+                            f"{sorted(undeclared)}")
 
 
 def test_dashboard_shows_every_declared_metric() -> None:

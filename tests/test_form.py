@@ -9,7 +9,7 @@ import pytest
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartParser
 
-from gateway.form import text_fields
+from gateway.surfaces.form import text_fields
 
 
 def encode(fields: list[tuple[str, str]],

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from gateway.logs import configure_logging, get_logger
+from gateway.observability.logs import configure_logging, get_logger
 from tests.conftest import trap_logging
 from tests.leaks import CANARY_ALICE_KEY, CANARY_UPSTREAM_KEY, LeakTrap, RecordingApp, TrapStream
 

@@ -97,7 +97,7 @@ def test_every_metric_moves_across_the_scenario(
                  client_key="alice") == 1280 * 720 * (24 * 8 + 1) // 1024
     assert delta("seedance_gateway_download_bytes_total", variant="video") > 1000
     assert delta("seedance_gateway_auth_failures_total", surface="openai") == 1
-    assert delta("seedance_gateway_rejected_requests_total", surface="ark",
+    assert delta("seedance_gateway_rejected_requests_total", surface="native",
                  reason="invalid_parameter") == 1
     assert value(after, "seedance_gateway_requests_in_flight") == 1  # the scrape itself
     assert value(after, "seedance_gateway_build_info") == 1

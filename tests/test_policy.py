@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from gateway.catalog import preset_models
-from gateway.policy import estimate_tokens
+from gateway.keys.policy import estimate_tokens
 from tests.conftest import GatewayFactory, SimulatorFactory
 from tests.leaks import CANARY_ADMIN_KEY
 from tests.servers import FAKE_ALICE_KEY, FAKE_UPSTREAM_KEY, ServerThread

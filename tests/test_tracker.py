@@ -15,7 +15,7 @@ from gateway.app import create_app
 from gateway.config import TrackerConfig
 from gateway.store.base import TaskRecord
 from gateway.store.sqlite import SCHEMA_VERSION, SQLiteTaskStore
-from gateway.tracker import TaskTracker
+from gateway.tasks.tracker import TaskTracker
 from tests.conftest import GatewayFactory, SimulatorFactory
 from tests.leaks import CANARY_ADMIN_KEY
 from tests.servers import FAKE_ALICE_KEY, gateway_config

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from gateway.config import UpstreamConfig
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
 from gateway.upstream import Upstream, UpstreamReply
 from tests.leaks import CANARY_UPSTREAM_KEY
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.pixels import PIXELS, TIERS, pixel_size
+from gateway.seedance import PIXELS, TIERS, billed_tokens, pixel_size
 
-FRAMES_PER_SECOND = 24
 ADAPTIVE_RATIO = "16:9"  # what `adaptive` resolves to for a text-only simulated task
 
 RESOLUTIONS: tuple[str, ...] = TIERS
@@ -20,5 +19,4 @@ def output_size(family: str, resolution: str, ratio: str) -> tuple[int, int]:
 
 
 def completion_tokens(width: int, height: int, seconds: int) -> int:
-    # Observed Ark bills match W×H×(24·s+1)/1024 exactly (720p 16:9 5 s → 108900).
-    return width * height * (FRAMES_PER_SECOND * seconds + 1) // 1024
+    return billed_tokens(width, height, seconds)

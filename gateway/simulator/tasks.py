@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.simulator.pixels import FRAMES_PER_SECOND, completion_tokens
+from gateway.seedance import FRAMES_PER_SECOND
+from gateway.simulator.pixels import completion_tokens
 from gateway.simulator.submission import Submission
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "expired"})

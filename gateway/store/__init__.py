@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.store.base import GatewayStore, ListQuery, TaskRecord, TaskStore
-from gateway.store.sqlite import SQLiteTaskStore, StoreError
+from gateway.store.base import GatewayStore, ListQuery, StoreError, TaskRecord, TaskStore
+from gateway.store.sqlite import SQLiteTaskStore
 
 
 def open_store(url: str) -> GatewayStore:

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-Surface = Literal["native", "openai"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "expired", "cancelled"})
+from gateway.errors import Surface
+from gateway.seedance import FINISHED_STATUSES
+
+TERMINAL_STATUSES = FINISHED_STATUSES  # the name the stores and the pipeline use
 # The largest count (tokens, requests, tasks, seconds) the gateway keeps: every store holds it
 # exactly (SQLite integers are int64; Redis scripts compute in doubles), and so does JSON.
 MAX_COUNT = 2**53 - 1
@@ -15,6 +17,10 @@ MAX_COUNT = 2**53 - 1
 # One upstream 404 may be a glitch: it hides a task only once confirmed (upstream_404_verdict).
 GONE_CONFIRM_SECONDS = 30.0  # a second 404 at least this long after the first one seen
 ARK_RETENTION_SECONDS = 7 * 86400  # Ark forgets a task this long after its creation
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used (bad path, newer schema, corrupt file, lost server)."""
 
 
 @dataclass(slots=True)

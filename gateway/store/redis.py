@@ -45,13 +45,13 @@ from gateway.store.base import (
     KeyRecord,
     ListQuery,
     Reservation,
+    StoreError,
     TaskRecord,
     upstream_404_verdict,
 )
 from gateway.store.redis_limits import RedisLimits
 from gateway.store.redis_lua import SCRIPTS
 from gateway.store.redis_tracker import RedisTracker
-from gateway.store.sqlite import StoreError
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFIX = "seedance-gateway:"

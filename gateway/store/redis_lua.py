@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from gateway.store.base import TERMINAL_STATUSES
+from gateway.seedance import FINISHED_STATUSES, UNFINISHED_STATUSES, lua_set
 
-# A Lua table literal of the terminal statuses: `ENDED[status]` is true for a finished task.
-ENDED = "{" + ", ".join(f"['{s}'] = true" for s in sorted(TERMINAL_STATUSES)) + "}"
+# Lua table literals: `ENDED[status]` is true for a finished task, `PENDING[status]` for one
+# still queued or running (gateway.seedance.regresses is `ENDED[current] and PENDING[new]`).
+ENDED, PENDING = lua_set(FINISHED_STATUSES), lua_set(UNFINISHED_STATUSES)
 
 # A Lua function writing one open usage entry (a reservation). k: reservation hash, in-flight
 # set, day tokens, month tokens, day usage hash, usage days; a: ref, key, model, day, month,
@@ -63,13 +64,14 @@ UPDATE_STATUS = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return 0 end
 local ended = $ENDED
-if ended[current] and (ARGV[1] == 'queued' or ARGV[1] == 'running') then return 0 end
+local pending = $PENDING
+if ended[current] and pending[ARGV[1]] then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[2], 'task_json', ARGV[3])
 redis.call('HDEL', KEYS[1], 'gone_suspected_at')
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'usage_tokens', ARGV[4]) end
 if ended[ARGV[1]] then redis.call('ZREM', KEYS[2], ARGV[5]) end
 return 1
-""".replace("$ENDED", ENDED)
+""".replace("$ENDED", ENDED).replace("$PENDING", PENDING)
 # KEYS: task hash, due set, the task's reservation. ARGV: prefix, task_id, verdict ('suspect'
 # or 'gone', decided by gateway.store.base.upstream_404_verdict), the status and
 # gone_suspected_at ('' none) it was decided on, now. -1: the record changed since (decide
@@ -242,7 +244,7 @@ return out
 # score order, dropping finished or deleted ones, until `limit` free ones are found.
 DUE = r"""
 local p, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local ended, out, offset = $ENDED, {}, 0
+local ended, pending, out, offset = $ENDED, $PENDING, {}, 0
 while #out < limit do
   local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', offset,
                          limit - #out)
@@ -254,14 +256,14 @@ while #out < limit do
       redis.call('ZREM', KEYS[1], id)
     else
       offset = offset + 1
-      if (v[1] == 'queued' or v[1] == 'running') and tonumber(v[3] or '0') <= now then
+      if pending[v[1]] and tonumber(v[3] or '0') <= now then
         out[#out + 1] = redis.call('HMGET', task, unpack(ARGV, 4))
       end
     end
   end
 end
 return out
-""".replace("$ENDED", ENDED)
+""".replace("$ENDED", ENDED).replace("$PENDING", PENDING)
 # KEYS: task hash. ARGV: holder, until, now. 1 when the lease is taken (or renewed).
 CLAIM = r"""
 local v = redis.call('HMGET', KEYS[1], 'owner', 'lease_holder', 'lease_until', 'next_poll_at')

@@ -14,17 +14,21 @@ from typing import Any
 
 import orjson
 
+from gateway.seedance import FINISHED_STATUSES, UNFINISHED_STATUSES, sql_list
 from gateway.store.base import (
     KeyExists,
     KeyRecord,
     ListQuery,
     Reservation,
+    StoreError,
     TaskRecord,
     upstream_404_verdict,
 )
 from gateway.store.sqlite_limits import LIMITS_SCHEMA, SQLiteLimits
 from gateway.store.sqlite_tracker import TRACKER_COLUMNS, TRACKER_INDEX, SQLiteTracker
 
+# gateway.seedance.regresses, in SQL: a finished task never goes back to queued/running.
+_FINISHED, _UNFINISHED = sql_list(FINISHED_STATUSES), sql_list(UNFINISHED_STATUSES)
 # 2: tracker columns (next_poll_at, lease_holder, lease_until); 3: gone_suspected_at
 SCHEMA_VERSION = 3
 GONE_COLUMN = ("gone_suspected_at", "REAL")  # when the upstream first answered 404, or NULL
@@ -78,10 +82,6 @@ _COLUMNS = (
     "service_tier", "usage_tokens", "task_json", "deleted", "gone_suspected_at",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tasks"
-
-
-class StoreError(Exception):
-    """The store cannot be opened or used (bad path, newer schema, corrupt file)."""
 
 
 # Records read by get() are kept in memory (they are small and every poll reads one); writes
@@ -188,8 +188,7 @@ class SQLiteTaskStore(SQLiteLimits, SQLiteTracker):
         cursor = self._conn.execute(
             "UPDATE tasks SET status = ?, updated_at = ?, gone_suspected_at = NULL, "
             "usage_tokens = COALESCE(?, usage_tokens), task_json = ? WHERE task_id = ? "
-            "AND NOT (status IN ('succeeded', 'failed', 'expired', 'cancelled') "
-            "AND ? IN ('queued', 'running'))",
+            f"AND NOT (status IN {_FINISHED} AND ? IN {_UNFINISHED})",
             (status, updated_at, usage_tokens, task_json, task_id, status),
         )
         cached = self._cache.get(task_id)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import builtins
 import sqlite3
 
+from gateway.seedance import UNFINISHED_STATUSES, sql_list
 from gateway.store.base import TaskRecord
+
+_UNFINISHED = sql_list(UNFINISHED_STATUSES)
 
 TRACKER_COLUMNS = (
     ("next_poll_at", "REAL NOT NULL DEFAULT 0"),
@@ -19,7 +22,7 @@ TRACKER_COLUMNS = (
 )
 # Partial: only unfinished tasks are in it, so finished ones cost no index upkeep.
 TRACKER_INDEX = ("CREATE INDEX IF NOT EXISTS tasks_due ON tasks (next_poll_at) "
-                 "WHERE deleted = 0 AND status IN ('queued', 'running')")
+                 f"WHERE deleted = 0 AND status IN {_UNFINISHED}")
 
 
 class SQLiteTracker:
@@ -34,7 +37,7 @@ class SQLiteTracker:
 
     async def due_tasks(self, now: float, limit: int) -> builtins.list[TaskRecord]:
         return self._records(
-            "deleted = 0 AND status IN ('queued', 'running') AND next_poll_at <= ? "
+            f"deleted = 0 AND status IN {_UNFINISHED} AND next_poll_at <= ? "
             "AND lease_until <= ? ORDER BY next_poll_at LIMIT ?", (now, now, limit))
 
     async def claim(self, task_id: str, holder: str, until: float, now: float) -> bool:

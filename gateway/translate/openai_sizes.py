@@ -24,7 +24,7 @@ from typing import Literal
 
 from gateway.catalog import ModelSpec
 from gateway.errors import GatewayError
-from gateway.pixels import TIERS, pixel_size
+from gateway.seedance import TIERS, pixel_size
 
 SizePolicy = Literal["nearest", "strict"]
 

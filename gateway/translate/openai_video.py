@@ -33,12 +33,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import UpstreamBadResponse
+from gateway.seedance import FRAMES_PER_SECOND, UNFINISHED_STATUSES
 from gateway.store.base import MAX_COUNT, TaskRecord
 from gateway.translate.openai_sizes import output_size, pixel_family
 
 RESULT_TTL_SECONDS = 86400  # Ark's result URLs are signed for 24 h
 POLL_AFTER_MS = 5000
-FRAMES_PER_SECOND = 24
 DEFAULT_EXPECTED_SECONDS = 5
 VIDEO_STATUSES: Mapping[str, str] = {
     "queued": "queued",
@@ -48,7 +48,7 @@ VIDEO_STATUSES: Mapping[str, str] = {
     "expired": "failed",
     "cancelled": "failed",
 }
-_PENDING = frozenset({"queued", "running"})
+_PENDING = frozenset(UNFINISHED_STATUSES)
 _ENDED_ERRORS: Mapping[str, dict[str, str]] = {
     "expired": {"code": "expired", "message": "The video task expired before it finished: the "
                 "upstream gives up on tasks still queued or running after their "

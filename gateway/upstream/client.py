@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -13,9 +13,9 @@ from yarl import URL
 
 from gateway.config import UpstreamConfig
 from gateway.errors import GatewayError, UpstreamBadResponse
-from gateway.logs import get_logger
-from gateway.metrics import Metrics
-from gateway.middleware import note
+from gateway.observability.logs import get_logger
+from gateway.observability.metrics import Metrics
+from gateway.observability.middleware import note
 from gateway.upstream.failures import classify
 from gateway.upstream.files import UpstreamFile, open_file
 from gateway.upstream.session import USER_AGENT, ProxyChoice, open_session, tls_context
@@ -92,6 +92,14 @@ class Upstream:
         self, task_id: str, *, key: str, client_request_id: str | None
     ) -> UpstreamReply:
         return await self._call("get", "GET", self._tasks_url / task_id, key,
+                                client_request_id, None)
+
+    async def list_tasks(
+        self, query: Sequence[tuple[str, str]], *, key: str, client_request_id: str | None
+    ) -> UpstreamReply:
+        """Ark's list: `query` is its parameters (page_num, page_size, filter.task_ids repeated,
+        filter.model, filter.status, …); the answer is {"items": [...], "total": n}."""
+        return await self._call("list", "GET", self._tasks_url.with_query(list(query)), key,
                                 client_request_id, None)
 
     async def delete_task(

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.catalog import ALL_MODELS, Catalogue
 from gateway.config import ClientKeyConfig
 from gateway.errors import GatewayError
-from gateway.logs import get_logger
+from gateway.observability.logs import get_logger
 from gateway.store.base import MAX_COUNT, KeyExists, KeyRecord, KeyStore, LimitStore
 
 SECRET_PREFIX = "sgw-"

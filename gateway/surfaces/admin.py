@@ -13,9 +13,9 @@ from starlette.routing import Route
 
 from gateway.config import Config
 from gateway.errors import GatewayError
-from gateway.http import json_response, parse_json, read_body, with_errors
-from gateway.key_lifecycle import KeyLifecycle, usage_report
+from gateway.keys.lifecycle import KeyLifecycle, usage_report
 from gateway.services import services_of
+from gateway.surfaces.http import json_response, parse_json, read_body, with_errors
 
 PREFIX = "/admin"
 MAX_ADMIN_BODY = 64 * 1024

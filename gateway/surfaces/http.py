@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from gateway.errors import GatewayError
-from gateway.logs import get_logger
-from gateway.middleware import note
+from gateway.errors import GatewayError, Surface
+from gateway.observability.logs import get_logger
+from gateway.observability.middleware import note
 
-Shape = Literal["ark", "openai"]
 Handler = Callable[[Request], Awaitable[Response]]
 JSON_TYPE = "application/json"
 # Arrays and objects nested deeper are refused: no real request comes near it, and orjson
@@ -37,19 +36,19 @@ def raw_json_response(
     return Response(body, status, headers, media_type=JSON_TYPE)
 
 
-def error_response(error: GatewayError, shape: Shape) -> Response:
-    body = error.ark_body() if shape == "ark" else error.openai_body()
+def error_response(error: GatewayError, surface: Surface) -> Response:
+    body = error.ark_body() if surface == "native" else error.openai_body()
     headers = dict(error.headers)
     if error.status == 429 and "retry-after" not in headers:
         headers["retry-after"] = "1"
     return json_response(body, error.status, headers)
 
 
-def internal_error(shape: Shape) -> Response:
+def internal_error(surface: Surface) -> Response:
     return error_response(
-        GatewayError(500, "InternalServiceError" if shape == "ark" else "internal_error",
+        GatewayError(500, "InternalServiceError" if surface == "native" else "internal_error",
                      "The gateway hit an internal error; it has been logged."),
-        shape,
+        surface,
     )
 
 
@@ -122,7 +121,7 @@ def check_depth(value: Any, *, param: str = "") -> None:
                 stack.append((child, depth + 1))
 
 
-def with_errors(shape: Shape, handler: Handler) -> Handler:
+def with_errors(surface: Surface, handler: Handler) -> Handler:
     """Turn GatewayErrors into the surface's envelope and anything else into a logged 500."""
 
     async def endpoint(request: Request) -> Response:
@@ -131,14 +130,14 @@ def with_errors(shape: Shape, handler: Handler) -> Handler:
         except GatewayError as error:
             note(error_code=error.code)
             if 400 <= error.status < 500 and error.status != 429:
-                request.app.state.services.metrics.reject(shape, error.code)
-            return error_response(error, shape)
+                request.app.state.services.metrics.reject(surface, error.code)
+            return error_response(error, surface)
         except ClientDisconnect:
             # The client closed the connection mid-body: nobody to answer, nothing broken.
             log.info("client_disconnected", route=request.url.path)
             return Response(status_code=CLIENT_CLOSED_REQUEST)  # never sent; counted as such
         except Exception:
             log.exception("unhandled_error", route=request.url.path)
-            return internal_error(shape)
+            return internal_error(surface)
 
     return endpoint

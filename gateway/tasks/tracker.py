@@ -14,12 +14,12 @@ import os
 import random
 import socket
 
-from gateway import tasks
 from gateway.config import TrackerConfig
 from gateway.errors import GatewayError
-from gateway.logs import get_logger
+from gateway.observability.logs import get_logger
 from gateway.services import Services
 from gateway.store.base import TaskRecord
+from gateway.tasks import pipeline as tasks
 
 log = get_logger("gateway.tracker")
 

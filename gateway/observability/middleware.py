@@ -16,8 +16,8 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.logs import get_logger
-from gateway.metrics import Metrics
+from gateway.observability.logs import get_logger
+from gateway.observability.metrics import Metrics
 
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _ACCESS: ContextVar[dict[str, Any] | None] = ContextVar("access_fields", default=None)

@@ -12,11 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import tasks
-from gateway.auth import ClientIdentity
 from gateway.errors import GatewayError
-from gateway.form import text_fields
-from gateway.http import (
+from gateway.keys.auth import ClientIdentity
+from gateway.services import Services, caller_of, request_id_of, services_of
+from gateway.store.base import ListQuery, TaskRecord
+from gateway.surfaces.form import text_fields
+from gateway.surfaces.http import (
     MAX_JSON_DEPTH,
     check_depth,
     json_response,
@@ -24,13 +25,10 @@ from gateway.http import (
     read_body,
     with_errors,
 )
-from gateway.policy import estimate_tokens
-from gateway.services import Services, caller_of, request_id_of, services_of
-from gateway.store.base import ListQuery, TaskRecord
+from gateway.tasks import pipeline as tasks
 from gateway.translate.openai_form import unflatten_form
 from gateway.translate.openai_request import UploadedFile, translate_create
 from gateway.translate.openai_video import deleted_video, poll_after_ms, video_from_task
-from gateway.translate.seedance_validation import validate_create
 
 PREFIX = "/v1/videos"
 MAX_LIST_LIMIT = 100
@@ -65,18 +63,13 @@ async def create_video(request: Request) -> Response:
     create = translate_create(fields, files=files, catalogue=services.catalogue,
                               size_policy=policy.size_policy,
                               duration_policy=policy.duration_policy)
-    identity.require_model(create.spec.name)
-    if services.upstream_for(create.spec).validation:
-        validate_create(create.body, create.spec)
     check_depth(create.body)  # a `tools` JSON string from a form can nest deep enough too
-    tier = create.body.get("service_tier")
     new_task = tasks.NewTask(
-        spec=create.spec, body=orjson.dumps(create.body), surface="openai",
-        prompt=create.prompt, service_tier=tier if isinstance(tier, str) else "default",
+        spec=create.spec, body=create.body, surface="openai", prompt=create.prompt,
         requested_size=create.requested_size, requested_seconds=create.requested_seconds,
-        estimate=estimate_tokens(create.spec, create.body),
     )
-    record, _ = await tasks.create(services, identity, new_task, request_id=request_id_of(request))
+    created = await tasks.create(services, identity, new_task, request_id=request_id_of(request))
+    record = created.record
     video = video_from_task(record, None, now=int(services.clock()), family=create.spec.family)
     return json_response(video, headers=_poll_headers(services, record, None))
 
@@ -153,6 +146,7 @@ def _poll_headers(
 async def list_videos(request: Request) -> Response:
     services = services_of(request)
     identity = await caller_of(request, services)
+    await tasks.admit(services, identity)
     params = request.query_params
     limit = _list_limit(params.get("limit"))
     order = params.get("order") or "desc"
@@ -225,7 +219,8 @@ def _refused_delete(record: TaskRecord, error: GatewayError) -> GatewayError:
 
 def _unsupported(operation: str) -> Any:
     async def endpoint(request: Request) -> Response:
-        await caller_of(request, services_of(request))
+        services = services_of(request)
+        await tasks.admit(services, await caller_of(request, services))
         raise GatewayError(400, "unsupported_operation",
                            f"'{operation}': {UNSUPPORTED[operation]}")
 

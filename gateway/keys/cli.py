@@ -14,7 +14,7 @@ import orjson
 
 from gateway.config import Config, ConfigError, build_catalogue, load_config
 from gateway.errors import GatewayError
-from gateway.key_lifecycle import KeyLifecycle, usage_report
+from gateway.keys.lifecycle import KeyLifecycle, usage_report
 from gateway.store import GatewayStore, open_store
 
 

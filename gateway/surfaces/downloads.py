@@ -18,16 +18,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway import tasks
 from gateway.errors import GatewayError, UpstreamUnavailable
-from gateway.http import error_response, with_errors
-from gateway.logs import get_logger
-from gateway.middleware import note
+from gateway.observability.logs import get_logger
+from gateway.observability.middleware import note
 from gateway.services import caller_of, request_id_of, services_of
 from gateway.store.base import TaskRecord
+from gateway.surfaces.http import error_response, with_errors
+from gateway.surfaces.videos import PREFIX, owned_video, stored_task
+from gateway.tasks import pipeline as tasks
 from gateway.upstream import UpstreamFile
 from gateway.upstream.files import FileTruncated
-from gateway.videos import PREFIX, owned_video, stored_task
 
 VARIANT_URLS = {"video": "video_url", "thumbnail": "last_frame_url"}
 FORWARDED_REQUEST_HEADERS = ("range", "if-range")

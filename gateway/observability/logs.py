@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
-from gateway.redact import RedactSecrets
+from gateway.observability.redact import RedactSecrets
 
 LEVELS = ("debug", "info", "warning", "error")
 

@@ -9,9 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import tasks
 from gateway.errors import GatewayError, model_not_found
-from gateway.http import (
+from gateway.observability.middleware import is_sane_id
+from gateway.services import caller_of, request_id_of, services_of
+from gateway.store.base import ARK_RETENTION_SECONDS, ListQuery, TaskRecord
+from gateway.surfaces.http import (
     error_response,
     json_response,
     parse_json,
@@ -19,15 +21,8 @@ from gateway.http import (
     read_body,
     with_errors,
 )
-from gateway.middleware import is_sane_id
-from gateway.policy import estimate_tokens
-from gateway.services import caller_of, request_id_of, services_of
-from gateway.store.base import ARK_RETENTION_SECONDS, ListQuery, TaskRecord
-from gateway.translate.seedance_validation import (
-    parse_list_params,
-    require_model,
-    validate_create,
-)
+from gateway.tasks import pipeline as tasks
+from gateway.translate.seedance_validation import parse_list_params, require_model
 from gateway.upstream import UpstreamReply
 
 PREFIX = "/api/v3/contents/generations/tasks"
@@ -59,25 +54,16 @@ async def create_task(request: Request) -> Response:
     spec = services.catalogue.resolve(name)
     if spec is None:
         raise model_not_found(name)
-    identity.require_model(name)
-    upstream = services.upstream_for(spec)
-    if upstream.validation:
-        validate_create(body, spec)
-    if spec.upstream_model != name:
-        body["model"] = spec.upstream_model
-        raw = orjson.dumps(body)
-    tier = body.get("service_tier")
-    new_task = tasks.NewTask(
-        spec=spec, body=raw, surface="native", prompt=tasks.first_prompt(body),
-        service_tier=tier if isinstance(tier, str) else "default",
-        estimate=estimate_tokens(spec, body),
-    )
+    passthrough = spec.upstream_model == name  # the caller's bytes go upstream as they are
+    body["model"] = spec.upstream_model
+    new_task = tasks.NewTask(spec=spec, body=body, surface="native",
+                             prompt=tasks.first_prompt(body), raw=raw if passthrough else None)
     try:
-        _, reply = await tasks.create(services, identity, new_task,
-                                      request_id=_client_request_id(request))
+        created = await tasks.create(services, identity, new_task,
+                                     request_id=_client_request_id(request))
     except tasks.UpstreamError as error:
         return _forward_error(request, error)
-    return raw_json_response(reply.body, 200, _reply_headers(request, reply))
+    return raw_json_response(created.reply.body, 200, _reply_headers(request, created.reply))
 
 
 async def get_task(request: Request) -> Response:
@@ -108,6 +94,7 @@ async def delete_task(request: Request) -> Response:
 async def list_tasks(request: Request) -> Response:
     services = services_of(request)
     identity = await caller_of(request, services)
+    await tasks.admit(services, identity)
     params = parse_list_params(request.query_params.multi_items())
     query = ListQuery(
         owner=identity.name, statuses=params.statuses, task_ids=params.task_ids,
@@ -144,15 +131,15 @@ def _forward_error(request: Request, error: tasks.UpstreamError) -> Response:
     headers = {**_reply_headers(request, reply), **error.headers}
     if reply.body.lstrip().startswith(b"{"):
         return raw_json_response(reply.body, reply.status, headers)
-    response = error_response(error, "ark")
+    response = error_response(error, "native")
     response.headers.update(headers)
     return response
 
 
 def routes() -> list[Route]:
     return [
-        Route(PREFIX, with_errors("ark", create_task), methods=["POST"]),
-        Route(PREFIX, with_errors("ark", list_tasks), methods=["GET"]),
-        Route(PREFIX + "/{task_id}", with_errors("ark", get_task), methods=["GET"]),
-        Route(PREFIX + "/{task_id}", with_errors("ark", delete_task), methods=["DELETE"]),
+        Route(PREFIX, with_errors("native", create_task), methods=["POST"]),
+        Route(PREFIX, with_errors("native", list_tasks), methods=["GET"]),
+        Route(PREFIX + "/{task_id}", with_errors("native", get_task), methods=["GET"]),
+        Route(PREFIX + "/{task_id}", with_errors("native", delete_task), methods=["DELETE"]),
     ]

@@ -16,13 +16,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.auth import ClientIdentity
 from gateway.catalog import ModelSpec
 from gateway.errors import GatewayError
-from gateway.pixels import pixel_size
+from gateway.keys.auth import ClientIdentity
+from gateway.seedance import billed_tokens, pixel_size
 from gateway.store.base import MAX_COUNT, LimitRefusal, Limits, LimitStore, Reservation
 
-FRAMES_PER_SECOND = 24
 IN_FLIGHT_RETRY_SECONDS = 30  # tasks take minutes; a slot frees when one ends
 
 
@@ -42,7 +41,7 @@ def estimate_tokens(spec: ModelSpec, body: Mapping[str, Any]) -> int:
     if duration < 0:
         duration = spec.duration_max
     # Capped: with validation off a duration like 2**63 reaches here, and no budget is larger.
-    return min(size[0] * size[1] * (FRAMES_PER_SECOND * duration + 1) // 1024, MAX_COUNT)
+    return min(billed_tokens(size[0], size[1], duration), MAX_COUNT)
 
 
 class Policy:

@@ -1,0 +1,1 @@
+"""Members' gateway keys: authentication, their lifecycle (admin API and CLI), their limits."""

@@ -1,0 +1,1 @@
+"""What operators see: JSON logs with secrets redacted, request ids, Prometheus metrics."""
