@@ -14,8 +14,9 @@ See bench/README.md for how to read the numbers.
 The pieces, one concept per module: ``sides`` (what a row is measured against), ``servers``
 (subprocesses), ``gateways`` (the simulator and a gateway from a source tree), ``nginx``,
 ``worktree`` (the baseline's source), ``loadgen`` (the client), ``payloads`` (request bodies),
-``scenarios`` and ``download`` (what is sent), ``measure`` (one point, one scenario), ``points``
-(results and ratios), ``report`` (tables, targets) and ``profiling`` (py-spy).
+``scenarios``, ``poll`` and ``download`` (what is sent), ``measure`` (one point, one
+scenario), ``points`` (results and ratios), ``report`` (tables, targets) and ``profiling``
+(py-spy).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ from report import (
     format_sides,
     format_table,
     machine_info,
+    poll_lines,
+    poll_summary,
     summary_lines,
 )
 from scenarios import SCENARIOS
@@ -235,7 +238,10 @@ def report(results: dict[str, Any], args: argparse.Namespace, plan: Plan,
     if summary:
         print("Gateway ratios (c=" + "/".join(map(str, plan.concurrency)) + "):")
         print("\n".join(summary) + "\n")
-    if any(p.kind != "requests" for p in points):
+    polls = poll_summary(points)
+    if polls:
+        print("\n".join(poll_lines(polls)) + "\n")
+    if any(p.kind == "download" for p in points):
         print(format_downloads(points) + "\n")
     for name, idle in results["idle_rss_mb"].items():
         times = cold.get(name, [])
@@ -256,7 +262,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, plan: Plan,
             "plan": dataclasses.asdict(plan), "mode": "quick" if args.quick else "full",
             "workers": args.workers, "baseline": args.baseline, "sides": results["sides"],
             "warnings": results["warnings"],
-            "points": [dataclasses.asdict(p) for p in points],
+            "points": [dataclasses.asdict(p) for p in points], "poll": polls,
             "cold_start_s": cold, "cold_start_median_s": cold_median,
             **{k: results[k] for k in ("idle_rss_mb", "rss_after_load_mb", "peak_rss_mb",
                                        "simulator_rss_mb")},

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from sides import Context, Side
 # gateway is really proxied upstream (a terminal task could be answered from the store later).
 SIM_DELAY_S = 3600.0
 UPSTREAM_METRIC = "seedance_gateway_upstream_requests_total"
+# The simulator keeps its last 1000 /api/v3 requests (gateway.simulator.state.REQUEST_LOG_SIZE).
+SIM_LOG_SIZE = 1000
 
 
 def start_simulator(ctx: Context) -> Server:
@@ -118,17 +121,17 @@ def measure_cold_start(launches: list[GatewayLaunch], workdir: Path, *, starts: 
     return times
 
 
-def seed_tasks(ctx: Context, side: Side, count: int) -> list[str]:
+def seed_tasks(ctx: Context, side: Side, count: int, *, body: bytes = CREATE_BODY) -> list[str]:
     """Tasks created through a gateway side by the bench key, so that side will proxy their GETs
     (each gateway has its own store, so each needs its own)."""
     headers = {"Authorization": f"Bearer {ctx.client_key}", "Content-Type": "application/json"}
     ids = []
     for _ in range(count):
-        status, body = http_call(side.port, "POST", TASKS_PATH, headers=headers, body=CREATE_BODY)
+        status, answer = http_call(side.port, "POST", TASKS_PATH, headers=headers, body=body)
         if status != 200:
             raise RuntimeError(f"seeding a task through {side.name} failed: HTTP {status}: "
-                               f"{body[:300]!r}")
-        ids.append(str(json.loads(body)["id"]))
+                               f"{answer[:300]!r}")
+        ids.append(str(json.loads(answer)["id"]))
     return ids
 
 
@@ -191,3 +194,25 @@ def check_upstream_counter(ctx: Context, side: Side, gets: int = 10) -> str | No
         return (f"{side.name}: /metrics counted {after - before:.0f} upstream calls for {gets} "
                 f"GETs, the simulator received {seen}: its up/req column is not to be trusted")
     return None
+
+
+def sim_log_reset(ctx: Context) -> None:
+    """Empty the simulator's request log (``DELETE /_sim/requests``)."""
+    assert ctx.sim is not None
+    http_call(ctx.sim.port, "DELETE", "/_sim/requests")
+
+
+def sim_log_gets(ctx: Context, task_ids: Collection[str]) -> int | None:
+    """GETs of these tasks in the simulator's request log since :func:`sim_log_reset`, whoever
+    sent them (client polls passed on, the gateway's tracker). None when the log is full: it keeps
+    only the last SIM_LOG_SIZE requests, so a full log may have dropped some."""
+    assert ctx.sim is not None
+    status, body = http_call(ctx.sim.port, "GET", "/_sim/requests")
+    if status != 200:
+        raise RuntimeError(f"GET /_sim/requests: HTTP {status}: {body[:300]!r}")
+    log = json.loads(body)
+    if len(log) >= SIM_LOG_SIZE:
+        return None
+    wanted = set(task_ids)
+    return sum(1 for seen in log if seen["method"] == "GET"
+               and seen["path"].rstrip("/").rsplit("/", 1)[-1] in wanted)

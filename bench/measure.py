@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateways import upstream_calls
+from gateways import sim_log_gets, sim_log_reset, upstream_calls
 from loadgen import Connections, RequestMaker, run_async
-from points import Plan, Point, phase_point, relate
+from points import Plan, Point, count_upstream, phase_point, relate
 from report import progress
 from scenarios import Scenario
 from sides import BASELINE, GATEWAY, Context, Side
@@ -17,8 +17,9 @@ async def measure_point(ctx: Context, scenario: Scenario, side: Side, make: Requ
                         during: Callable[[], None] | None = None) -> Point:
     """Warm up on the same connections, then measure; CPU is read around the measured phase only.
 
-    Gateway sides' upstream counters are read just outside the CPU readings. ``during`` runs
-    right before the measured phase (the profiler attaches there).
+    Gateway sides' upstream counters are read just outside the CPU readings: their /metrics
+    and, for a scenario with ``counted_tasks``, the simulator's log of GETs of those tasks.
+    ``during`` runs right before the measured phase (the profiler attaches there).
     """
     count = plan.count(concurrency, scenario.scale)
     conns = Connections(side.port, concurrency)
@@ -27,6 +28,9 @@ async def measure_point(ctx: Context, scenario: Scenario, side: Side, make: Requ
         await conns.phase(make, plan.warmup(concurrency, count), plan.budget_s, scenario.expect)
         if during is not None:
             during()
+        by_log = scenario.counted_tasks is not None and side.is_gateway
+        if by_log:
+            sim_log_reset(ctx)
         calls_before = upstream_calls(side) if side.is_gateway else None
         before = ctx.cpu_snapshot()
         phase = await conns.phase(make, count, plan.budget_s, scenario.expect)
@@ -35,9 +39,10 @@ async def measure_point(ctx: Context, scenario: Scenario, side: Side, make: Requ
     finally:
         await conns.close()
     point = phase_point(scenario.name, side.name, concurrency, phase, before, after)
-    if calls_before is not None and calls_after is not None:
-        point.upstream_calls = calls_after - calls_before
-        point.upstream_per_request = point.upstream_calls / max(point.requests, 1)
+    logged = None
+    if by_log and scenario.counted_tasks is not None:
+        logged = sim_log_gets(ctx, scenario.counted_tasks(side))
+    count_upstream(point, logged=logged, before=calls_before, after=calls_after, from_log=by_log)
     return point
 
 
@@ -70,5 +75,7 @@ def run_scenario(ctx: Context, scenario: Scenario, plan: Plan) -> list[Point]:
         level_points = [by_side[side.name] for side in ctx.ordered()]
         relate(level_points)
         points.extend(level_points)
+    if scenario.after is not None:
+        points.extend(scenario.after(ctx, plan))
     return points
 

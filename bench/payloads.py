@@ -11,6 +11,12 @@ MODEL = "doubao-seedance-2-0-260128"
 CREATE_BODY = json.dumps({
     "model": MODEL, "content": [{"type": "text", "text": "a red fox running through snow"}],
 }, separators=(",", ":")).encode()
+# The simulator's prompt marker for a task that never ends: created while its `delay` is 0, it is
+# "running" from the start and stays so (the poll scenario polls such tasks).
+RUNNING_CREATE_BODY = json.dumps({
+    "model": MODEL,
+    "content": [{"type": "text", "text": "[sim:never] a red fox running through snow"}],
+}, separators=(",", ":")).encode()
 
 OPENAI_PATH = "/v1/videos"
 OPENAI_ALIAS = "sora-2"

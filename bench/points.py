@@ -25,6 +25,7 @@ class Plan:
     warmup_frac: float = 0.1
     cold_starts: int = 3
     idle_s: float = 2.0
+    poll_s: float = 10.0  # poll scenario: how long the 40 pollers poll one running task
 
     def count(self, concurrency: int, scale: float) -> int:
         return max(concurrency * 4, int(self.requests[concurrency] * scale))
@@ -38,7 +39,7 @@ class Plan:
 
 FULL = Plan(concurrency=(1, 16, 64), requests={1: 2000, 16: 5000, 64: 6000}, budget_s=25.0)
 QUICK = Plan(concurrency=(1, 16, 64), requests={1: 300, 16: 800, 64: 1200}, budget_s=4.0,
-             idle_s=1.0)
+             idle_s=1.0, poll_s=3.0)
 
 
 @dataclass
@@ -60,12 +61,18 @@ class Point:
     cpu_cores: dict[str, float]  # CPU seconds per wall second: 1.0 = one core saturated
     statuses: dict[str, int]
     error_sample: str | None = None
-    kind: str = "requests"  # "requests": the main table; "download": the download table
+    # "requests": the main table; "download": the download table; "poll_running" and
+    # "poll_finished": the poll scenario's fixed measurements, printed as lines (see poll.py)
+    kind: str = "requests"
     added_p50_ms: float | None = None  # this side minus direct at the same level
     added_p99_ms: float | None = None
-    # Gateway sides: upstream requests sent during the measured phase (their /metrics).
+    # Gateway sides: upstream requests sent during the measured phase (their /metrics), or for
+    # the poll scenario the GETs of the polled tasks in the simulator's log; upstream_source
+    # says which.
     upstream_calls: float | None = None
     upstream_per_request: float | None = None
+    upstream_source: str | None = None
+    planned_s: float | None = None  # poll_running: the polling time asked for
     cpu_x_nginx: float | None = None  # proxy CPU per request / nginx's, same level
     rps_x_nginx: float | None = None
     cpu_x_baseline: float | None = None  # gateway only: its CPU per request / the baseline's
@@ -112,6 +119,19 @@ def phase_point(scenario: str, side: str, concurrency: int, phase: PhaseResult,
         statuses={str(k): v for k, v in sorted(phase.statuses.items())},
         error_sample=phase.error_sample,
     )
+
+
+def count_upstream(point: Point, *, logged: int | None, before: float | None,
+                   after: float | None, from_log: bool) -> None:
+    """Fill in the point's upstream calls: the simulator log's count when there is one, else the
+    delta of the gateway's /metrics counter (noted when the log was full, see sim_log_gets)."""
+    if logged is not None:
+        point.upstream_calls, point.upstream_source = logged, "simulator log"
+    elif before is not None and after is not None:
+        point.upstream_calls = after - before
+        point.upstream_source = "/metrics (simulator log full)" if from_log else "/metrics"
+    if point.upstream_calls is not None:
+        point.upstream_per_request = point.upstream_calls / max(point.requests, 1)
 
 
 def _ratio(top: float | None, bottom: float | None) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -12,9 +13,10 @@ from typing import Any
 
 from download import DOWNLOAD_BYTES, DOWNLOAD_RUNS
 from points import Point
+from poll import FINISHED, RUNNING
 from procfs import CLK_TCK, cpu_clock_source
 from servers import ROOT
-from sides import DIRECT, GATEWAY
+from sides import BASELINE, DIRECT, GATEWAY, NGINX
 
 # --- targets (for the working-tree gateway) ------------------------------------------------------
 
@@ -25,6 +27,12 @@ READY_S = 1.5
 CREATE_CPU_MS = 0.5  # applies to the OpenAI translated create; native create is reported only
 DOWNLOAD_MB_S = 500.0  # at least, through the gateway on loopback (MB = MiB here, as for RSS)
 DOWNLOAD_RSS_MB = 30.0  # gateway RSS growth during one 200 MiB download, at most
+POLL_RUNNING_GETS = 12  # upstream GETs at most while 40 pollers poll one running task ...
+POLL_RUNNING_S = 10.0  # ... for this long; a shorter polling time (--quick) scales the target
+POLL_FINISHED_GETS = 1  # upstream GETs at most for 200 polls of a finished task
+POLL_CPU_X_NGINX = 4.0  # gateway CPU per poll / nginx's CPU per request, at most (worst level)
+POLL_RPS_X_NGINX = 0.5  # gateway poll throughput / nginx's, at least, at concurrency ...
+POLL_RPS_CONCURRENCY = 16
 
 
 def fmt(value: float | None, width: int = 7, digits: int = 3) -> str:
@@ -101,11 +109,128 @@ def checks(points: Sequence[Point], idle_rss_mb: float | None,
                            point.mb_per_s, DOWNLOAD_MB_S, "MB/s", at_least=True))
         found.append(Check(f"gateway RSS growth during download (median of {DOWNLOAD_RUNS})",
                            point.rss_growth_mb, DOWNLOAD_RSS_MB, "MB"))
+    found.extend(poll_checks(poll_summary(points).get(GATEWAY, {})))
     if idle_rss_mb is not None:
         found.append(Check("idle RSS", idle_rss_mb, IDLE_RSS_MB, "MB"))
     if cold_start_s is not None:
         found.append(Check("cold start to /healthz 200 (median)", cold_start_s, READY_S, "s"))
     return found
+
+
+def running_gets_limit(seconds: float) -> int:
+    """The running-task target for a polling time of ``seconds``, rounded up (12 for 10 s)."""
+    return math.ceil(POLL_RUNNING_GETS * seconds / POLL_RUNNING_S - 1e-9)
+
+
+def _gets(point: Point) -> float | None:
+    """Upstream GETs of a fixed poll measurement; None when no poll succeeded (nothing shown)."""
+    return point.upstream_calls if point.requests > point.errors else None
+
+
+def poll_summary(points: Sequence[Point]) -> dict[str, dict[str, Any]]:
+    """The poll scenario's figures per gateway side: the two fixed measurements and the ratios
+    to nginx with their targets (for the lines after the table, the checks and the JSON)."""
+    out: dict[str, dict[str, Any]] = {}
+    for side in (BASELINE, GATEWAY):
+        entry: dict[str, Any] = {}
+        for p in points:
+            if p.side != side or p.kind not in (RUNNING, FINISHED):
+                continue
+            key = "running" if p.kind == RUNNING else "finished"
+            limit = (running_gets_limit(p.planned_s or POLL_RUNNING_S) if p.kind == RUNNING
+                     else POLL_FINISHED_GETS)
+            entry[key] = {
+                "pollers": p.concurrency, "client_polls": p.requests, "errors": p.errors,
+                "upstream_gets": _gets(p), "counted_by": p.upstream_source, "target_max": limit,
+                "cpu_ms_per_poll": p.cpu_ms_per_req.get(side),
+                **({"seconds": p.planned_s} if p.kind == RUNNING else {}),
+            }
+        rows = [p for p in points if p.scenario == "poll" and p.kind == "requests"
+                and p.side == side]
+        if rows:
+            ratios = [p.cpu_x_nginx for p in rows if p.cpu_x_nginx is not None]
+            at = find(points, "poll", side, POLL_RPS_CONCURRENCY)
+            nginx = find(points, "poll", NGINX, POLL_RPS_CONCURRENCY)
+            entry.update({
+                "levels": [p.concurrency for p in rows],
+                "upstream_per_poll": [p.upstream_per_request for p in rows],
+                "cpu_x_nginx": [p.cpu_x_nginx for p in rows],
+                "cpu_x_nginx_worst": max(ratios) if len(ratios) == len(rows) else None,
+                "cpu_x_nginx_target_max": POLL_CPU_X_NGINX,
+                "rps_concurrency": POLL_RPS_CONCURRENCY,
+                "rps": at.rps if at is not None else None,
+                "nginx_rps": nginx.rps if nginx is not None else None,
+                "rps_x_nginx": at.rps_x_nginx if at is not None else None,
+                "rps_x_nginx_target_min": POLL_RPS_X_NGINX,
+            })
+        if entry:
+            out[side] = entry
+    return out
+
+
+def poll_checks(entry: dict[str, Any]) -> list[Check]:
+    found = []
+    if "running" in entry:
+        run = entry["running"]
+        found.append(Check(f"poll: upstream GETs, {run['pollers']} pollers x "
+                           f"{run['seconds']:.1f} s on 1 running task", run["upstream_gets"],
+                           run["target_max"], "GETs"))
+    if "finished" in entry:
+        done = entry["finished"]
+        found.append(Check(f"poll: upstream GETs, {done['client_polls']} polls of a finished task",
+                           done["upstream_gets"], done["target_max"], "GETs"))
+    if "levels" in entry:
+        found.append(Check("poll: gateway CPU per poll ×nginx (worst c)",
+                           entry["cpu_x_nginx_worst"], POLL_CPU_X_NGINX, "×"))
+        found.append(Check(f"poll: throughput ×nginx at c={POLL_RPS_CONCURRENCY}",
+                           entry["rps_x_nginx"], POLL_RPS_X_NGINX, "×", at_least=True))
+    return found
+
+
+def _plural(count: float | None, word: str) -> str:
+    if count is None:
+        return f"n/a {word}s"
+    return f"{count:.0f} {word}" + ("" if round(count) == 1 else "s")
+
+
+def _counted(measured: dict[str, Any]) -> str:
+    notes = []
+    if measured["errors"]:
+        notes.append(f"{measured['errors']} errors")
+    if measured["counted_by"] not in ("simulator log", None):
+        notes.append(f"counted by {measured['counted_by']}")
+    return f" [{'; '.join(notes)}]" if notes else ""
+
+
+def poll_lines(summary: dict[str, dict[str, Any]]) -> list[str]:
+    """The poll targets in words, one line each, per gateway side (the baseline first)."""
+    out = []
+    for side, entry in summary.items():
+        head = "poll:" if side == GATEWAY else f"poll ({side}):"
+        if "running" in entry:
+            run = entry["running"]
+            scaled = ("" if run["seconds"] == POLL_RUNNING_S else
+                      f": {POLL_RUNNING_GETS} per {POLL_RUNNING_S:g} s, scaled")
+            out.append(f"{head} {run['pollers']} pollers × {run['seconds']:.1f} s on 1 running "
+                       f"task: {run['client_polls']} client polls → "
+                       f"{_plural(run['upstream_gets'], 'upstream GET')} "
+                       f"(target ≤ {run['target_max']}{scaled}){_counted(run)}")
+        if "finished" in entry:
+            done = entry["finished"]
+            out.append(f"{head} {done['client_polls']} polls of a finished task → "
+                       f"{_plural(done['upstream_gets'], 'upstream GET')} "
+                       f"(target ≤ {done['target_max']}){_counted(done)}")
+        if "levels" in entry:
+            levels = "/".join(map(str, entry["levels"]))
+            ratios = "/".join(fmt(v, 1, 2) for v in entry["cpu_x_nginx"])
+            out.append(f"poll: {side} CPU per poll ×nginx at c={levels}: {ratios}, worst "
+                       f"{fmt(entry['cpu_x_nginx_worst'], 1, 2)} "
+                       f"(target ≤ {POLL_CPU_X_NGINX:g}×)")
+            rps, nginx_rps = entry["rps"], entry["nginx_rps"]
+            out.append(f"poll: {side} poll throughput at c={POLL_RPS_CONCURRENCY}: "
+                       f"{fmt(rps, 1, 0)} req/s = {fmt(entry['rps_x_nginx'], 1, 2)}× nginx's "
+                       f"{fmt(nginx_rps, 1, 0)} req/s (target ≥ {POLL_RPS_X_NGINX:g}×)")
+    return out
 
 
 TABLE_HEADER = (f"{'scenario':<13} {'side':<8} {'conc':>4} {'reqs':>6} {'err':>4} {'req/s':>7} "
@@ -137,7 +262,8 @@ def format_table(points: Sequence[Point]) -> str:
         "cpu columns: CPU ms per request of the process tree; px = this row's proxy (nginx, "
         "baseline or gateway);\npx core: its CPU s per wall s (1.0 = one core busy); "
         "+p50/+p99: this row minus direct at the same concurrency;\n"
-        "up/req: upstream requests the gateway sent per client request (its /metrics);\n"
+        "up/req: upstream requests the gateway sent per client request (its /metrics; poll: "
+        "GETs of the polled tasks in the simulator's log);\n"
         "cpu×nginx, req/s×nginx, cpu×base: this row's px cpu or req/s divided by the nginx or "
         "baseline row's at the same concurrency")
     return "\n".join(lines)
@@ -152,7 +278,7 @@ def format_downloads(points: Sequence[Point]) -> str:
     """Throughput scenarios: median MB/s and time, proxy RSS growth, CPU ms per MB moved."""
     lines = [DOWNLOAD_HEADER, "-" * len(DOWNLOAD_HEADER)]
     for p in points:
-        if p.kind == "requests":
+        if p.kind != "download":
             continue
         speeds = [r["mb_per_s"] for r in p.runs if r["ok"]]
         spread = f"{min(speeds):.0f}-{max(speeds):.0f}" if speeds else "-"
@@ -182,7 +308,8 @@ def format_downloads(points: Sequence[Point]) -> str:
 def format_checks(found: Sequence[Check]) -> str:
     lines = ["Targets (gateway rows):"]
     for c in found:
-        value = f"{c.value:.3f} {c.unit}" if c.value is not None else "n/a"
+        digits = 0 if c.unit == "GETs" else 3  # a count
+        value = f"{c.value:.{digits}f} {c.unit}" if c.value is not None else "n/a"
         sign = ">=" if c.at_least else "<="
         lines.append(f"  [{c.verdict:^4}] {c.name:<66} {value:>14}   "
                      f"target {sign} {c.limit} {c.unit}")
@@ -198,7 +325,8 @@ def summary_lines(points: Sequence[Point]) -> list[str]:
     """One line per request scenario: the gateway's ratios over the concurrency levels."""
     out = []
     for scenario in dict.fromkeys(p.scenario for p in points if p.kind == "requests"):
-        rows = [p for p in points if p.scenario == scenario and p.side == GATEWAY]
+        rows = [p for p in points
+                if p.scenario == scenario and p.side == GATEWAY and p.kind == "requests"]
         parts = []
         for label, values in (
             ("cpu ×nginx", [p.cpu_x_nginx for p in rows]),

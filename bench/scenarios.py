@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from download import run_download
@@ -18,6 +18,7 @@ from payloads import (
     TASKS_PATH,
 )
 from points import Plan, Point
+from poll import build_poll, polled_tasks, run_poll_targets
 from servers import http_call
 from sides import GATEWAY, Context, Side
 
@@ -31,7 +32,9 @@ class Scenario:
     native API only, so a scenario gives them the native request that matches. ``scale``
     shrinks or grows the plan's request counts. A scenario that is not "many small requests"
     gives ``run(ctx, plan)`` instead of ``build``: it measures on its own and returns its points
-    (see :func:`download.run_download`).
+    (see :func:`download.run_download`). ``counted_tasks(side)`` names the tasks whose upstream
+    GETs a gateway point counts from the simulator's log instead of the gateway's /metrics, and
+    ``after(ctx, plan)`` measures more once the levels are done (both: :mod:`poll`).
     """
 
     name: str
@@ -40,6 +43,8 @@ class Scenario:
     expect: int = 200
     scale: float = 1.0
     run: Callable[[Context, Plan], list[Point]] | None = None
+    counted_tasks: Callable[[Side], Collection[str]] | None = None
+    after: Callable[[Context, Plan], list[Point]] | None = None
 
 
 def build_get(ctx: Context, side: Side) -> RequestMaker:
@@ -86,6 +91,8 @@ def build_openai_create(ctx: Context, side: Side) -> RequestMaker:
 SCENARIOS: dict[str, Scenario] = {
     s.name: s for s in (
         Scenario("get", "GET task (native)", build_get),
+        Scenario("poll", "many pollers GET a few running tasks (native)", build_poll,
+                 counted_tasks=polled_tasks, after=run_poll_targets),
         Scenario("create", "create task (native POST)", build_create),
         Scenario("openai_create", "create video (OpenAI multipart POST /v1/videos)",
                  build_openai_create),

@@ -31,6 +31,8 @@ class Side:
     tree: Path | None = None  # gateway sides: the source tree their `gateway` package comes from
     config: Path | None = None  # gateway sides: their config file
     task_ids: list[str] = field(default_factory=list)  # tasks this side can GET
+    # Gateway sides: tasks created through them that stay "running" (the poll scenario's).
+    running_task_ids: list[str] = field(default_factory=list)
     # Gateway sides: VmHWM before the download scenario first reset it (see reset_peak_rss).
     hwm_floor_mb: float = 0.0
 
