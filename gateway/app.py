@@ -63,6 +63,8 @@ def create_app(
         await services.store.open()
         for upstream in services.upstreams.values():
             await upstream.open()
+        # Quarantined upstream keys come back when a probe passes (gateway/upstream/keypool.py).
+        watchers = [asyncio.create_task(u.watch_keys()) for u in services.upstreams.values()]
         follower = None
         if config.tracker.enabled:
             follower = asyncio.create_task(TaskTracker(services, config.tracker).run())
@@ -73,6 +75,10 @@ def create_app(
                 follower.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await follower
+            for watcher in watchers:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             for upstream in services.upstreams.values():
                 await upstream.aclose()
             await services.store.close()

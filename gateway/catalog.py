@@ -75,6 +75,8 @@ _FAMILIES: tuple[_Family, ...] = (
 
 PRESETS: tuple[str, ...] = ("volcengine", "byteplus", "wisgate")
 ALL_MODELS = "*"  # in a key's `models`: every model of the catalogue
+# The family of a model an override added: no other upstream is known to serve the same one.
+CUSTOM_FAMILY = "custom"
 
 
 def preset_models(preset: str, upstream: str) -> tuple[ModelSpec, ...]:
@@ -119,11 +121,16 @@ class Catalogue:
 
     Aliases resolve to the *target's* upstream and limits, but keep the alias as the name the
     client sees (a task created as ``sora-2`` reports ``model: "sora-2"`` on the OpenAI surface).
+
+    ``offers``: per upstream, in priority order, the model it serves each family as; where a
+    create goes when the model's own upstream cannot take it (:meth:`fallbacks`).
     """
 
-    __slots__ = ("_models", "_aliases", "_by_name")
+    __slots__ = ("_models", "_aliases", "_by_name", "_offers")
 
-    def __init__(self, models: Iterable[ModelSpec], aliases: Mapping[str, str]) -> None:
+    def __init__(self, models: Iterable[ModelSpec], aliases: Mapping[str, str], *,
+                 offers: Iterable[Mapping[str, ModelSpec]] = ()) -> None:
+        self._offers = tuple(MappingProxyType(dict(offer)) for offer in offers)
         self._models: dict[str, ModelSpec] = {}
         for spec in models:
             self._models.setdefault(spec.name, spec)
@@ -149,3 +156,16 @@ class Catalogue:
 
     def models(self) -> list[ModelSpec]:
         return list(self._models.values())
+
+    def fallbacks(self, spec: ModelSpec) -> list[ModelSpec]:
+        """The same model on the other upstreams that serve its family, by priority: each
+        under that upstream's own id and limits. None for a model an override added without
+        naming its family."""
+        if spec.family == CUSTOM_FAMILY:
+            return []
+        found = []
+        for offer in self._offers:
+            other = offer.get(spec.family)
+            if other is not None and other.upstream != spec.upstream:
+                found.append(other)
+        return found

@@ -159,6 +159,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for upstream in config.upstreams:
         keys = ", ".join(f"{k.name}={mask(k.secret)}" for k in upstream.keys)
         print(f"  upstream {upstream.name}: {upstream.base_url} (preset {upstream.preset}, "
+              f"priority {upstream.priority}, "
               f"validation {'on' if upstream.validation else 'off'}, keys: {keys})")
         if upstream.proxy is not None:
             print(f"    proxy: {masked_url(upstream.proxy.get_secret_value())}")
@@ -171,6 +172,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for spec in catalogue.models():
         print(f"  model {spec.name} -> {spec.upstream}/{spec.upstream_model}: "
               f"{'/'.join(spec.resolutions)}, {spec.duration_min}-{spec.duration_max}s")
+        fallbacks = catalogue.fallbacks(spec)
+        if fallbacks:
+            print("    fails over to " + ", ".join(f"{s.upstream}/{s.upstream_model}"
+                                                  for s in fallbacks))
     for alias, target in sorted(catalogue.aliases().items()):
         print(f"  alias {alias} -> {target}")
     return 0

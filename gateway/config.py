@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.catalog import PRESETS, Catalogue, ModelSpec, preset_models
+from gateway.catalog import CUSTOM_FAMILY, PRESETS, Catalogue, ModelSpec, preset_models
 from gateway.secrets import resolve_secret, resolve_url, url_secrets
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
@@ -65,6 +65,13 @@ class UpstreamConfig(_Frozen):
     env_proxy: bool = True  # false: ignore HTTP(S)_PROXY (an upstream on this machine, say)
     # Extra CA certificates (PEM) trusted for this upstream, beside the system's.
     ca_file: Path | None = None
+    # Lower first, as MX records: of the upstreams serving a model, the lowest takes its
+    # creates and the others take them over in this order (ties keep the config order).
+    priority: int = 0
+    # A key refused with 401/403 is quarantined and re-checked this often (seconds).
+    key_probe_interval: float = Field(default=180.0, gt=0)
+    # How long a key rests after a 429 that names no Retry-After (Ark's never do).
+    key_cooldown: float = Field(default=5.0, gt=0)
 
     @field_validator("proxy")
     @classmethod
@@ -180,7 +187,8 @@ class AdminConfig(_Frozen):
 
 
 class TrackerConfig(_Frozen):
-    """The background tracker that follows every task to its end (for usage and budgets)."""
+    """The background tracker that follows every task to its end (for usage and budgets), and
+    how often any poll of a task (a client's or the tracker's) may reach the upstream."""
 
     enabled: bool = True
     first_poll: float = Field(default=20.0, ge=0)  # seconds after creation (tasks take minutes)
@@ -189,6 +197,13 @@ class TrackerConfig(_Frozen):
     lease: float = Field(default=60.0, gt=0)  # a dead replica's tasks move on after this
     tick: float = Field(default=1.0, gt=0)  # how often due tasks are looked for
     batch: int = Field(default=100, ge=1)  # due tasks taken per tick
+    # Seconds after a replica asked the upstream about an unfinished task during which every
+    # poll of it, on any replica, is answered from the record (0: each poll asks). A finished
+    # task's record always answers (gateway/tasks/freshness.py).
+    poll_window: float = Field(default=2.0, ge=0)
+    # List calls per second per upstream key with which the tracker refreshes many due tasks at
+    # once (Ark allows 1 per second per account); 0: never list, task GETs only.
+    list_rate: float = Field(default=1.0, ge=0)
 
 
 class MetricsConfig(_Frozen):
@@ -267,8 +282,11 @@ class Config(_Frozen):
 
 def build_catalogue(config: Config) -> Catalogue:
     upstream_names = {u.name for u in config.upstreams}
+    # A preset model name two upstreams share goes to the first by priority (a stable sort:
+    # ties keep the config order); the other takes its creates over (Catalogue.fallbacks).
+    by_priority = sorted(config.upstreams, key=lambda u: u.priority)
     specs: dict[str, ModelSpec] = {}
-    for upstream in config.upstreams:
+    for upstream in by_priority:
         for spec in preset_models(upstream.preset, upstream.name):
             specs.setdefault(spec.name, spec)
     for override in config.models.overrides:
@@ -282,11 +300,28 @@ def build_catalogue(config: Config) -> Catalogue:
                 raise ValueError(
                     f"model {override.name!r} is new, so it needs {', '.join(sorted(missing))}"
                 )
-            fields.setdefault("family", "custom")
+            fields.setdefault("family", CUSTOM_FAMILY)
             specs[override.name] = ModelSpec(**fields)
         else:
             specs[override.name] = ModelSpec(**{**_spec_fields(base), **fields})
-    return Catalogue(specs.values(), config.models.aliases)
+    return Catalogue(specs.values(), config.models.aliases,
+                     offers=_offers(by_priority, list(specs.values())))
+
+
+def _offers(upstreams: list[UpstreamConfig],
+            specs: list[ModelSpec]) -> list[dict[str, ModelSpec]]:
+    """Per upstream, by priority: the model it serves each family as. Its catalogue model
+    (overrides applied) when it has one, else its preset's, under that upstream's own id."""
+    offers = []
+    for upstream in upstreams:
+        offer: dict[str, ModelSpec] = {}
+        for spec in specs:
+            if spec.upstream == upstream.name:
+                offer.setdefault(spec.family, spec)
+        for spec in preset_models(upstream.preset, upstream.name):
+            offer.setdefault(spec.family, spec)
+        offers.append(offer)
+    return offers
 
 
 def _spec_fields(spec: ModelSpec) -> dict[str, Any]:

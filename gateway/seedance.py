@@ -13,6 +13,9 @@ from types import MappingProxyType
 UNFINISHED_STATUSES: tuple[str, ...] = ("queued", "running")
 FINISHED_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "expired", "cancelled"})
 FRAMES_PER_SECOND = 24
+# A succeeded task's result URLs are pre-signed, valid 24 h from the answer that carried them
+# (seedance-native.md §3); every GET or list answer signs them anew.
+RESULT_URL_VALIDITY = 24 * 3600
 
 
 def regresses(current: str, new: str) -> bool:

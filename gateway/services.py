@@ -16,6 +16,7 @@ from gateway.keys.policy import Policy
 from gateway.observability.metrics import Metrics
 from gateway.observability.middleware import note
 from gateway.store.base import GatewayStore, TaskRecord
+from gateway.tasks.inflight import Fetches
 from gateway.upstream import Upstream
 
 
@@ -29,6 +30,7 @@ class Services:
     metrics: Metrics
     policy: Policy
     clock: Callable[[], float] = field(default=time.time)
+    fetches: Fetches = field(default_factory=Fetches)  # upstream GETs in flight, shared by polls
 
     def upstream_for(self, spec: ModelSpec) -> Upstream:
         return self.upstreams[spec.upstream]

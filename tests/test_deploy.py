@@ -528,7 +528,7 @@ def test_dashboard_latency_excludes_content_downloads() -> None:
         assert f'route!="{CONTENT_ROUTE}"' in target["expr"]
 
 
-# --- metric names: the contract with gateway/metrics.py --------------------------------------
+# --- metric names: the contract with gateway/observability/metrics.py ------------------------
 
 
 def test_referenced_metrics_are_declared() -> None:
@@ -558,6 +558,7 @@ ALERT_NAMES = {
     "SeedanceGatewayTargetDown", "SeedanceGatewayUpstreamErrorRateHigh",
     "SeedanceGatewayHigh5xxRate", "SeedanceGatewayLatencyHigh",
     "SeedanceGatewayTaskFailureRateHigh", "SeedanceGatewayUpstreamKeyRejected",
+    "SeedanceGatewayUpstreamKeyQuarantined",
 }
 
 

@@ -32,7 +32,7 @@ REJECT_REASONS = frozenset({
     "missing_parameter", "invalid_parameter", "unsupported_parameter", "invalid_image_url",
     "model_not_found", "model_not_allowed", "body_too_large", "invalid_json",
     "invalid_multipart", "unsupported_content_type", "unsupported_operation", "invalid_value",
-    "invalid_type", "not_found",
+    "invalid_type", "not_found", "idempotency_key_reused",
 })
 
 
@@ -82,9 +82,32 @@ class Metrics:
         self.build_info = Gauge(f"{p}_build_info", "Gateway version", ["version"], registry=r,
                                 multiprocess_mode="max")
         self.build_info.labels(__version__).set(1)
+        # Upstream keys (gateway/upstream/keypool.py): each process's own view of its keys.
+        self.upstream_key_state = Gauge(
+            f"{p}_upstream_key_state",
+            "1 for an upstream key's state: healthy, cooldown (after a 429) or quarantined "
+            "(after a 401/403, until a probe passes)",
+            ["upstream", "key", "state"], registry=r, multiprocess_mode="livemax")
+        self.create_failovers = Counter(
+            f"{p}_create_failovers_total",
+            "Creates passed on from an upstream to its next key or the next upstream, by why",
+            ["upstream", "reason"], registry=r)
+        # Idempotent creates (gateway/tasks/idempotency.py).
+        self.idempotent_replays = Counter(
+            f"{p}_idempotent_replays_total",
+            "Creates answered with the task an earlier request with the same Idempotency-Key "
+            "made: replayed, or adopted from upstream after its answer was lost",
+            ["surface", "kind"], registry=r)
+        # Coalesced polls (gateway/tasks/polls.py): record and shared answers spared the upstream.
+        self.polls = Counter(
+            f"{p}_polls_total",
+            "Task polls (GETs of either surface, downloads, the tracker) by what answered: the "
+            "record, a GET another poll sent (shared), the poll's own GET, a tracker list call",
+            ["surface", "source"], registry=r)
         # labels() takes a lock and builds a key on every call; the hot path reuses children.
         self._served: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._upstream: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._polls: dict[tuple[str, str], Any] = {}
 
     def served(self, route: str, method: str, status: str, seconds: float) -> None:
         key = (route, method, status)
@@ -105,6 +128,12 @@ class Metrics:
             self._upstream[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def polled(self, surface: str, source: str) -> None:
+        child = self._polls.get((surface, source))
+        if child is None:
+            child = self._polls[(surface, source)] = self.polls.labels(surface, source)
+        child.inc()
 
     def model(self, name: str | None) -> str:
         """A bounded label: unknown names would let any caller mint new series."""
@@ -137,7 +166,7 @@ def _reason(code: str) -> str:
         ("invalidimageurl", "invalid_image_url"), ("invalidparameter", "invalid_parameter"),
         ("invalidendpointormodel", "model_not_found"), ("accessdenied", "model_not_allowed"),
         ("requestentitytoolarge", "body_too_large"), ("notfound", "not_found"),
-        ("video_not_found", "not_found"),
+        ("video_not_found", "not_found"), ("idempotencykeyreused", "idempotency_key_reused"),
     ):
         if lowered.startswith(prefix):
             return reason

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, cast
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,6 +19,7 @@ from gateway.simulator.submission import read_submission
 from gateway.simulator.tasks import TERMINAL_STATUSES, Phase, TaskRecord
 
 TASKS_PATH = "/api/v3/contents/generations/tasks"
+LOST_ANSWER_HOLD = 60.0  # the longest a lost create answer is held back (lose_create_answers)
 
 
 def _ark(request: Request, error: ArkError) -> Response:
@@ -39,7 +41,17 @@ async def create_task(request: Request) -> Response:
         submission=submission,
     )
     sim.tasks[task.id] = task
+    if sim.faults.lose_create_answers > 0:
+        sim.faults.lose_create_answers -= 1
+        with anyio.move_on_after(LOST_ANSWER_HOLD):
+            await _hung_up(request)
     return json_response({"id": task.id})
+
+
+async def _hung_up(request: Request) -> None:
+    """Returns once the caller has closed the connection."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def get_task(request: Request) -> Response:

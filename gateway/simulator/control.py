@@ -16,7 +16,8 @@ async def read_faults(request: Request) -> Response:
 
 
 async def change_faults(request: Request) -> Response:
-    """Body: any of latency, error_rate, rate_limit_rate, delay, video_bytes, url_ttl."""
+    """Body: any of latency, error_rate, rate_limit_rate, delay, video_bytes, url_ttl,
+    lose_create_answers."""
     faults = simulator_of(request).faults
     try:
         changes = orjson.loads(await request.body())
@@ -44,6 +45,36 @@ async def lose_task(request: Request) -> Response:
     return json_response({"task_id": task_id, "requests": requests})
 
 
+async def set_key(request: Request) -> Response:
+    """Body ``{"key": K, "revoked": bool, "retry_after": N | null}``: from now on requests
+    with upstream key K answer 401 (revoked), or 429 with ``Retry-After: N``; both unset
+    puts the key back. The key travels in the body, never in a URL that might be logged."""
+    try:
+        change = orjson.loads(await request.body())
+    except ValueError:
+        change = None
+    key = change.get("key") if isinstance(change, dict) else None
+    if not isinstance(change, dict) or not isinstance(key, str) or not key:
+        return json_response({"error": "key must be a non-empty string"}, status=400)
+    revoked, retry_after = change.get("revoked", False), change.get("retry_after")
+    if not isinstance(revoked, bool):
+        return json_response({"error": "revoked must be true or false"}, status=400)
+    if retry_after is not None and (isinstance(retry_after, bool)
+                                    or not isinstance(retry_after, int) or retry_after < 0):
+        return json_response({"error": "retry_after must be a non-negative integer"},
+                             status=400)
+    simulator = simulator_of(request)
+    if revoked:
+        simulator.revoked_keys.add(key)
+    else:
+        simulator.revoked_keys.discard(key)
+    if retry_after is None:
+        simulator.limited_keys.pop(key, None)
+    else:
+        simulator.limited_keys[key] = retry_after
+    return json_response({"revoked": revoked, "retry_after": retry_after})
+
+
 async def recorded_requests(request: Request) -> Response:
     return json_response([seen.as_json() for seen in simulator_of(request).requests])
 
@@ -58,6 +89,7 @@ def control_routes() -> list[Route]:
         Route("/_sim/faults", read_faults, methods=["GET"]),
         Route("/_sim/faults", change_faults, methods=["POST"]),
         Route("/_sim/tasks/{task_id}/lose", lose_task, methods=["POST"]),
+        Route("/_sim/keys", set_key, methods=["POST"]),
         Route("/_sim/requests", recorded_requests, methods=["GET"]),
         Route("/_sim/requests", forget_requests, methods=["DELETE"]),
     ]

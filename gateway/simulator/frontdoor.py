@@ -64,8 +64,15 @@ class ArkFrontDoor:
         if self.simulator.faults.latency > 0:
             await anyio.sleep(self.simulator.faults.latency)
         key = bearer_key(headers)
-        if key is None or key not in self.simulator.upstream_keys:
+        if (key is None or key not in self.simulator.upstream_keys
+                or key in self.simulator.revoked_keys):
             await unauthorized(request_id)(scope, receive, send)
+            return
+        retry_after = self.simulator.limited_keys.get(key)
+        if retry_after is not None:
+            limited = rate_limited().response(request_id)
+            limited.headers["retry-after"] = str(retry_after)
+            await limited(scope, receive, send)
             return
         fault = self.simulator.roll_fault()
         if fault is not None:

@@ -37,6 +37,7 @@ class FaultKnobs:
     rate_limit_rate: float
     url_ttl: int
     video_bytes: int
+    lose_create_answers: int = 0
 
     def apply(self, changes: Mapping[str, Any]) -> None:
         """Set the given knobs, all or none; raises ValueError naming the first bad one."""
@@ -45,7 +46,7 @@ class FaultKnobs:
         for name, value in changes.items():
             if name not in known:
                 raise ValueError(f"unknown fault knob {name!r}")
-            integral = name in ("url_ttl", "video_bytes")
+            integral = name in ("url_ttl", "video_bytes", "lose_create_answers")
             kinds = (int,) if integral else (int, float)
             if isinstance(value, bool) or not isinstance(value, kinds) or value < 0:
                 kind = "integer" if integral else "number"
@@ -101,6 +102,10 @@ class SimulatorState:
     # Task id → how many more GET or DELETE requests of it answer 404, as if Ark had lost the
     # task for a moment (``POST /_sim/tasks/{task_id}/lose``).
     lost: dict[str, int] = field(default_factory=dict)
+    # Upstream keys Ark refuses (401, as if revoked) or rate limits (429 with this Retry-After
+    # in seconds) until told otherwise (``POST /_sim/keys``).
+    revoked_keys: set[str] = field(default_factory=set)
+    limited_keys: dict[str, int] = field(default_factory=dict)
     requests: deque[RecordedRequest] = field(
         default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
 
@@ -117,6 +122,7 @@ class SimulatorState:
                 rate_limit_rate=settings.rate_limit_rate,
                 url_ttl=settings.url_ttl,
                 video_bytes=settings.video_bytes,
+                lose_create_answers=settings.lose_create_answers,
             ),
             models=simulated_models(),
             signer=UrlSigner(os.urandom(32)),

@@ -53,6 +53,9 @@ class TaskRecord:
     # When the upstream first answered 404 for the task, until it is confirmed gone or the
     # upstream answers for it again (see upstream_404_verdict).
     gone_suspected_at: float | None = None
+    # When a replica last asked the upstream for the task (a GET or a list), or None: a poll
+    # within tracker.poll_window of it is answered by the record (gateway/tasks/freshness.py).
+    fetched_at: float | None = None
 
     @property
     def terminal(self) -> bool:
@@ -142,6 +145,13 @@ class TaskStore(Protocol):
     async def clear_upstream_404(self, task_id: str) -> None:
         """The upstream answered for the task after all: forget an earlier 404 (update_status,
         which only ever writes an upstream answer, forgets it too)."""
+        ...
+
+    async def claim_fetch(self, task_id: str, *, now: float, fresh_after: float) -> bool:
+        """Stamp `now` as the task's `fetched_at` before asking the upstream for it, unless a
+        fetch stamped after `fresh_after` is already recorded (atomically against every other
+        replica and process): True when stamped, so the caller asks; False when another one
+        just did (or the task is gone), and the next `get` shows what it stored."""
         ...
 
     async def list(self, query: ListQuery) -> tuple[list[TaskRecord], int]:
@@ -279,5 +289,66 @@ class TrackerStore(Protocol):
         ...
 
 
-class GatewayStore(TaskStore, KeyStore, LimitStore, TrackerStore, Protocol):
-    """What the gateway needs from a backend: tasks, managed keys, limits, tracker leases."""
+ClaimState = Literal["pending", "lost", "done"]
+ClaimEnd = Literal["done", "lost", "released"]
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """What one caller's Idempotency-Key stands for: the create it names and how far it got.
+
+    ``pending``: a request (``holder``) is creating the task; past ``lease_until`` it counts as
+    lost. ``lost``: an attempt may have created a task upstream whose answer never came (the
+    next attempt looks upstream before creating again). ``done``: ``task_id`` is the task,
+    recorded for the caller. Forgotten at ``expires_at``.
+    """
+
+    fingerprint: str  # of the request the key was first used with
+    state: ClaimState
+    lease_until: float
+    started_at: float  # when the first attempt began: a lost task was created after it
+    expires_at: float
+    holder: str | None = None
+    failed_at: float | None = None  # when an attempt was last lost (or its holder's lease ran out)
+    task_id: str | None = None  # once an upstream answer named the task
+    upstream_key: str | None = None  # the upstream key name that created it
+
+
+class IdempotencyStore(Protocol):
+    """Idempotency-Key claims, per caller and key: each call is atomic in the backend."""
+
+    async def claim_idempotency(
+        self, caller: str, key: str, *, fingerprint: str, holder: str, now: float,
+        lease_until: float, expires_at: float,
+    ) -> tuple[IdempotencyClaim | None, bool]:
+        """Take the key for `holder`: with no live claim (none, or past its `expires_at`) a new
+        pending one; a lost one, or a pending one past its lease, with the same fingerprint is
+        taken over (pending again, its history kept; a lapsed lease counts as a lost attempt).
+        Returns the claim as it was before (None if there was none) and whether `holder` now
+        holds it; a claim not taken is left untouched."""
+        ...
+
+    async def read_idempotency(self, caller: str, key: str) -> IdempotencyClaim | None: ...
+
+    async def hold_idempotency(self, caller: str, key: str, holder: str, *,
+                               lease_until: float | None = None, task_id: str | None = None,
+                               upstream_key: str | None = None) -> bool:
+        """While `holder` holds the pending claim: renew its lease, or note the task an
+        upstream answer named. False when `holder` no longer holds it."""
+        ...
+
+    async def end_idempotency(self, caller: str, key: str, holder: str, end: ClaimEnd, *,
+                              now: float) -> bool:
+        """`holder` lets go: `done` (its task is recorded), `lost` (`failed_at` = `now`), or
+        `released` (nothing was created: the claim goes, unless an earlier attempt was lost or
+        named a task, when it is lost again). False when `holder` no longer held it."""
+        ...
+
+    async def task_recorded(self, task_id: str) -> bool:
+        """Whether any caller's record has this task id (deleted ones included)."""
+        ...
+
+
+class GatewayStore(TaskStore, KeyStore, LimitStore, TrackerStore, IdempotencyStore, Protocol):
+    """What the gateway needs from a backend: tasks, managed keys, limits, tracker leases,
+    Idempotency-Key claims."""

@@ -12,7 +12,8 @@ Data layout (every key starts with the prefix, ``seedance-gateway:`` unless the 
   write never takes a finished task back to ``queued``/``running`` (an older poll answer that
   lands last is dropped). ``gone_suspected_at``, when the upstream first answered 404, is
   absent otherwise (so hashes written before it need no migration); a status write removes
-  it.
+  it. ``fetched_at``, when a replica last asked the upstream for the task, is absent until one
+  did (no migration either); ``claim_fetch`` sets it, one replica per poll window.
 * ``{p}o:{owner}`` sorted set: the owner's live (not deleted) tasks, score ``created_at``,
   member ``{seq:016d}:{task_id}``, so equal scores sort by insertion order. A list is one Lua
   script: it walks the set, filters (``HMGET`` per task, in Redis), pages and returns the page.
@@ -20,6 +21,7 @@ Data layout (every key starts with the prefix, ``seedance-gateway:`` unless the 
   string: key name by secret digest; ``{p}keys`` set: every key name.
 * Limits (request counts, reservations, token figures, usage): gateway/store/redis_limits.py.
 * The tracker's due set and leases: gateway/store/redis_tracker.py.
+* Idempotency-Key claims: gateway/store/redis_idempotency.py.
 
 Writes that must be atomic are Lua scripts or MULTI transactions. The list script also reads
 task hashes named in the set (not passed as KEYS): fine on a standalone Redis, not Cluster.
@@ -49,6 +51,7 @@ from gateway.store.base import (
     TaskRecord,
     upstream_404_verdict,
 )
+from gateway.store.redis_idempotency import RedisIdempotency
 from gateway.store.redis_limits import RedisLimits
 from gateway.store.redis_lua import SCRIPTS
 from gateway.store.redis_tracker import RedisTracker
@@ -66,13 +69,13 @@ _OWNER, _DELETED = _TASK_FIELDS.index("owner"), _TASK_FIELDS.index("deleted")
 _INTS = frozenset({"created_at", "updated_at", "usage_tokens", "rpm", "max_in_flight",
                    "daily_tokens", "monthly_tokens", "expires_at"})
 _BOOLS = frozenset({"deleted", "disabled", "revoked"})
-_FLOATS = frozenset({"gone_suspected_at"})
+_FLOATS = frozenset({"gone_suspected_at", "fetched_at"})
 # A verdict on an upstream 404 is decided in Python on one read and applied only if the
 # record is still as read; a writer in between makes it read and decide again.
 _VERDICT_ATTEMPTS = 10
 
 
-class RedisTaskStore(RedisLimits, RedisTracker):
+class RedisTaskStore(RedisLimits, RedisTracker, RedisIdempotency):
     """A ``GatewayStore`` (tasks, keys, limits, leases) over one ``redis.asyncio`` pool."""
 
     _task_fields = _TASK_FIELDS
@@ -236,6 +239,10 @@ class RedisTaskStore(RedisLimits, RedisTracker):
 
     async def clear_upstream_404(self, task_id: str) -> None:
         await self._conn.hdel(self._task_key(task_id), "gone_suspected_at")
+
+    async def claim_fetch(self, task_id: str, *, now: float, fresh_after: float) -> bool:
+        return bool(await self._scripts["claim_fetch"](
+            [self._task_key(task_id)], [repr(now), repr(fresh_after)]))
 
     async def list(self, query: ListQuery) -> tuple[list[TaskRecord], int]:
         """One script: the owner's set in order, filtered and paged in Redis (one snapshot)."""

@@ -95,6 +95,15 @@ if r[2] == '1' then
 end
 return 1
 """
+# KEYS: task hash. ARGV: now, fresh_after. 1: `now` is the task's fetched_at (the caller asks
+# the upstream); 0: a fetch after fresh_after is recorded, or the task is gone or deleted.
+CLAIM_FETCH = r"""
+local v = redis.call('HMGET', KEYS[1], 'status', 'deleted', 'fetched_at')
+if not v[1] or v[2] == '1' then return 0 end
+if v[3] and tonumber(v[3]) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'fetched_at', ARGV[1])
+return 1
+"""
 # KEYS: owner set. ARGV: prefix, owner, query JSON. Reply: total, then the page's records.
 LIST = """
 local p, owner, q = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
@@ -285,9 +294,66 @@ redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
 return 1
 """
 
+# Idempotency-Key claims (layout in gateway/store/redis_idempotency.py).
+
+_CLAIM_FIELDS = ("'fingerprint', 'state', 'holder', 'lease_until', 'started_at', 'expires_at', "
+                 "'failed_at', 'task_id', 'upstream_key'")
+# KEYS: the claim hash. ARGV: fingerprint, holder, now, lease until, expires at, ttl (whole
+# seconds). Reply: {1} for a new claim, else {taken 1/0, the fields as they were}.
+CLAIM_IDEMPOTENCY = r"""
+local v = redis.call('HMGET', KEYS[1], $FIELDS)
+local now = tonumber(ARGV[3])
+if not v[1] or tonumber(v[6]) <= now then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'state', 'pending', 'holder', ARGV[2],
+             'lease_until', ARGV[4], 'started_at', ARGV[3], 'expires_at', ARGV[5])
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+  return {1}
+end
+local taken = 0
+if v[1] == ARGV[1] and (v[2] == 'lost' or (v[2] == 'pending' and tonumber(v[4]) <= now)) then
+  redis.call('HSET', KEYS[1], 'state', 'pending', 'holder', ARGV[2], 'lease_until', ARGV[4])
+  -- A lapsed lease is an attempt that may have reached the upstream.
+  if not v[7] then redis.call('HSET', KEYS[1], 'failed_at', v[4]) end
+  taken = 1
+end
+return {taken, unpack(v)}
+""".replace("$FIELDS", _CLAIM_FIELDS)
+# KEYS: the claim hash. ARGV: holder, lease until, task id, upstream key ('' = unchanged).
+HOLD_IDEMPOTENCY = r"""
+local v = redis.call('HMGET', KEYS[1], 'holder', 'state')
+if v[1] ~= ARGV[1] or v[2] ~= 'pending' then return 0 end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'lease_until', ARGV[2]) end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'task_id', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'upstream_key', ARGV[4]) end
+return 1
+"""
+# KEYS: the claim hash. ARGV: holder, end ('done', 'lost' or 'released'), now.
+END_IDEMPOTENCY = r"""
+local v = redis.call('HMGET', KEYS[1], 'holder', 'state', 'failed_at', 'task_id')
+if v[1] ~= ARGV[1] or v[2] ~= 'pending' then return 0 end
+if ARGV[2] == 'done' then
+  if not v[4] then return 0 end
+  redis.call('HSET', KEYS[1], 'state', 'done')
+elseif ARGV[2] == 'lost' then
+  redis.call('HSET', KEYS[1], 'state', 'lost', 'failed_at', ARGV[3])
+elseif not v[3] and not v[4] then
+  redis.call('DEL', KEYS[1])
+  return 1
+else
+  -- An earlier attempt was lost (or named its task): it stays so.
+  redis.call('HSET', KEYS[1], 'state', 'lost')
+  if not v[3] then redis.call('HSET', KEYS[1], 'failed_at', ARGV[3]) end
+end
+redis.call('HDEL', KEYS[1], 'holder')
+return 1
+"""
+
 SCRIPTS = {
     "add_task": ADD_TASK, "update_status": UPDATE_STATUS, "list": LIST, "put_key": PUT_KEY,
-    "upstream_404": UPSTREAM_404,
+    "upstream_404": UPSTREAM_404, "claim_fetch": CLAIM_FETCH,
     "count_request": COUNT_REQUEST, "reserve": RESERVE, "settle": SETTLE, "release": RELEASE,
     "usage": USAGE, "due": DUE, "claim": CLAIM, "schedule": SCHEDULE,
+    "claim_idempotency": CLAIM_IDEMPOTENCY, "hold_idempotency": HOLD_IDEMPOTENCY,
+    "end_idempotency": END_IDEMPOTENCY,
 }

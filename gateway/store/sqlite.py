@@ -24,14 +24,17 @@ from gateway.store.base import (
     TaskRecord,
     upstream_404_verdict,
 )
+from gateway.store.sqlite_idempotency import IDEMPOTENCY_SCHEMA, SQLiteIdempotency
 from gateway.store.sqlite_limits import LIMITS_SCHEMA, SQLiteLimits
 from gateway.store.sqlite_tracker import TRACKER_COLUMNS, TRACKER_INDEX, SQLiteTracker
 
 # gateway.seedance.regresses, in SQL: a finished task never goes back to queued/running.
 _FINISHED, _UNFINISHED = sql_list(FINISHED_STATUSES), sql_list(UNFINISHED_STATUSES)
-# 2: tracker columns (next_poll_at, lease_holder, lease_until); 3: gone_suspected_at
-SCHEMA_VERSION = 3
+# 2: tracker columns (next_poll_at, lease_holder, lease_until); 3: gone_suspected_at;
+# 4: fetched_at
+SCHEMA_VERSION = 4
 GONE_COLUMN = ("gone_suspected_at", "REAL")  # when the upstream first answered 404, or NULL
+FETCHED_COLUMN = ("fetched_at", "REAL")  # when a replica last asked the upstream, or NULL
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,7 +59,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     next_poll_at REAL NOT NULL DEFAULT 0,
     lease_holder TEXT,
     lease_until REAL NOT NULL DEFAULT 0,
-    gone_suspected_at REAL
+    gone_suspected_at REAL,
+    fetched_at REAL
 );
 CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (owner, deleted, created_at);
 CREATE TABLE IF NOT EXISTS client_keys (
@@ -79,7 +83,7 @@ CREATE TABLE IF NOT EXISTS client_keys (
 _COLUMNS = (
     "task_id", "owner", "upstream", "upstream_key", "model", "upstream_model", "surface",
     "created_at", "updated_at", "status", "prompt", "requested_size", "requested_seconds",
-    "service_tier", "usage_tokens", "task_json", "deleted", "gone_suspected_at",
+    "service_tier", "usage_tokens", "task_json", "deleted", "gone_suspected_at", "fetched_at",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tasks"
 
@@ -91,7 +95,7 @@ _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tasks"
 RECORD_CACHE_SIZE = 10_000
 
 
-class SQLiteTaskStore(SQLiteLimits, SQLiteTracker):
+class SQLiteTaskStore(SQLiteLimits, SQLiteTracker, SQLiteIdempotency):
     def __init__(self, path: str) -> None:
         self._path = path
         self._db: sqlite3.Connection | None = None
@@ -112,7 +116,7 @@ class SQLiteTaskStore(SQLiteLimits, SQLiteTracker):
             db.execute("PRAGMA busy_timeout = 5000")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
-            db.executescript(_SCHEMA + LIMITS_SCHEMA)
+            db.executescript(_SCHEMA + LIMITS_SCHEMA + IDEMPOTENCY_SCHEMA)
             # One opener at a time: worker processes starting together migrate once.
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -237,6 +241,19 @@ class SQLiteTaskStore(SQLiteLimits, SQLiteTracker):
         if cached is not None:
             cached.gone_suspected_at = None
 
+    async def claim_fetch(self, task_id: str, *, now: float, fresh_after: float) -> bool:
+        cursor = self._conn.execute(
+            "UPDATE tasks SET fetched_at = ? WHERE task_id = ? AND deleted = 0 "
+            "AND (fetched_at IS NULL OR fetched_at <= ?)", (now, task_id, fresh_after))
+        if cursor.rowcount == 1:
+            if (cached := self._cache.get(task_id)) is not None:
+                cached.fetched_at = now
+            return True
+        # Another worker process asked (this one's cache has not seen its writes): the next
+        # get() reads the row it wrote.
+        self._cache.pop(task_id, None)
+        return False
+
     async def list(self, query: ListQuery) -> tuple[list[TaskRecord], int]:
         where = ["owner = ?", "deleted = 0"]
         args: list[Any] = [query.owner]
@@ -327,7 +344,8 @@ def _check_version(db: sqlite3.Connection, path: str) -> None:
 def _migrate(db: sqlite3.Connection, version: int) -> None:
     """Bring an older store up to SCHEMA_VERSION in place; nothing stored is lost."""
     have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
-    added = [*(TRACKER_COLUMNS if version < 2 else ()), *([GONE_COLUMN] if version < 3 else ())]
+    added = [*(TRACKER_COLUMNS if version < 2 else ()), *([GONE_COLUMN] if version < 3 else ()),
+             *([FETCHED_COLUMN] if version < 4 else ())]
     for name, kind in added:
         if name not in have:
             db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")

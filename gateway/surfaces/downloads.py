@@ -2,8 +2,10 @@
 
 The file is relayed chunk by chunk as the upstream sends it, so memory stays flat whatever its
 size, with the upstream's framing: its Content-Length when it gave one, chunked otherwise. A
-file that ends short is cut off for the client too, never finished as if it were whole. A
-signed URL that has expired is refreshed once by a new GET of the task.
+file that ends short is cut off for the client too, never finished as if it were whole. The
+URL comes from the task's poll (gateway/tasks/polls.py), which refreshes one about to expire;
+one the file host refuses all the same is refreshed once by a GET of the task that no
+freshness holds back.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from gateway.observability.middleware import note
 from gateway.services import caller_of, request_id_of, services_of
 from gateway.store.base import TaskRecord
 from gateway.surfaces.http import error_response, with_errors
-from gateway.surfaces.videos import PREFIX, owned_video, stored_task
+from gateway.surfaces.videos import PREFIX, owned_video
 from gateway.tasks import pipeline as tasks
 from gateway.upstream import UpstreamFile
 from gateway.upstream.files import FileTruncated
@@ -110,12 +112,11 @@ async def video_content(request: Request) -> Response:
                            "spritesheet.", param="variant")
     headers = {k: v for k in FORWARDED_REQUEST_HEADERS if (v := request.headers.get(k))}
 
-    refreshed = False
-    task = stored_task(record)
-    if record.status != "succeeded" or task is None:
-        task, _ = await tasks.refresh(services, record, request_id=request_id_of(request))
-        refreshed = True
-    url = _file_url(record, task, variant)
+    # The record answers while its URLs are not about to expire (gateway/tasks/freshness.py).
+    polled = await tasks.poll(services, record, request_id=request_id_of(request),
+                              surface="openai")
+    refreshed = polled.reply is not None
+    url = _file_url(record, polled.task(), variant)
     while True:
         stack = AsyncExitStack()
         upstream = await stack.enter_async_context(
@@ -123,8 +124,9 @@ async def video_content(request: Request) -> Response:
         if upstream.status not in EXPIRED_STATUSES or refreshed:
             break
         await stack.aclose()  # a stale signature: ask the upstream for a fresh URL, once
-        task, _ = await tasks.refresh(services, record, request_id=request_id_of(request))
-        url, refreshed = _file_url(record, task, variant), True
+        polled = await tasks.refresh(services, record, request_id=request_id_of(request),
+                                     surface="openai")
+        url, refreshed = _file_url(record, polled.task(), variant), True
     if upstream.status == 416:
         response = _range_not_satisfiable(upstream, request.headers.get("range"))
         await stack.aclose()

@@ -22,6 +22,7 @@ from gateway.surfaces.http import (
     with_errors,
 )
 from gateway.tasks import pipeline as tasks
+from gateway.tasks.idempotency import REPLAYED_HEADER, idempotency_key
 from gateway.translate.seedance_validation import parse_list_params, require_model
 from gateway.upstream import UpstreamReply
 
@@ -47,6 +48,7 @@ def _reply_headers(request: Request, reply: UpstreamReply | None) -> dict[str, s
 async def create_task(request: Request) -> Response:
     services = services_of(request)
     identity = await caller_of(request, services)
+    key = idempotency_key(request.headers.getlist("idempotency-key"), "native")
     server = services.config.server
     raw = await read_body(request, server.max_body_bytes, timeout=server.body_timeout)
     body = parse_json(raw)
@@ -57,13 +59,17 @@ async def create_task(request: Request) -> Response:
     passthrough = spec.upstream_model == name  # the caller's bytes go upstream as they are
     body["model"] = spec.upstream_model
     new_task = tasks.NewTask(spec=spec, body=body, surface="native",
-                             prompt=tasks.first_prompt(body), raw=raw if passthrough else None)
+                             prompt=tasks.first_prompt(body), raw=raw if passthrough else None,
+                             idempotency_key=key)
     try:
         created = await tasks.create(services, identity, new_task,
                                      request_id=_client_request_id(request))
     except tasks.UpstreamError as error:
         return _forward_error(request, error)
-    return raw_json_response(created.reply.body, 200, _reply_headers(request, created.reply))
+    headers = _reply_headers(request, created.reply)
+    if created.replayed:
+        headers.update(REPLAYED_HEADER)
+    return raw_json_response(created.reply.body, 200, headers)
 
 
 async def get_task(request: Request) -> Response:
@@ -71,10 +77,12 @@ async def get_task(request: Request) -> Response:
     identity = await caller_of(request, services)
     record = await tasks.owned(services, identity, request.path_params["task_id"])
     try:
-        _, reply = await tasks.refresh(services, record, request_id=_client_request_id(request))
+        polled = await tasks.poll(services, record, request_id=_client_request_id(request),
+                                  surface="native")
     except tasks.UpstreamError as error:
         return _forward_error(request, error)
-    return raw_json_response(reply.body, 200, _reply_headers(request, reply))
+    # The upstream's last bytes either way; x-upstream-request-id only when a GET brought them.
+    return raw_json_response(polled.body, 200, _reply_headers(request, polled.reply))
 
 
 async def delete_task(request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""The OpenAI surface: /v1/videos create, retrieve, list, delete (content is in downloads.py)."""
+"""The OpenAI surface: /v1/videos create, retrieve, list, delete (content: downloads.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from gateway.surfaces.http import (
     with_errors,
 )
 from gateway.tasks import pipeline as tasks
+from gateway.tasks.idempotency import REPLAYED_HEADER, idempotency_key
 from gateway.translate.openai_form import unflatten_form
 from gateway.translate.openai_request import UploadedFile, translate_create
 from gateway.translate.openai_video import deleted_video, poll_after_ms, video_from_task
@@ -55,11 +56,15 @@ async def owned_video(services: Services, identity: ClientIdentity, video_id: st
 async def create_video(request: Request) -> Response:
     services = services_of(request)
     identity = await caller_of(request, services)
+    key = idempotency_key(request.headers.getlist("idempotency-key"), "openai")
     server = services.config.server
     fields, files = await _create_fields(request, server.max_body_bytes, server.body_timeout)
     policy = services.config.openai
     if fields.get("model") in (None, ""):
         fields["model"] = policy.default_model
+    named = services.catalogue.resolve(str(fields["model"]))
+    if named is not None:  # the key's permission comes before the fields are looked at
+        identity.require_model(named.name)
     create = translate_create(fields, files=files, catalogue=services.catalogue,
                               size_policy=policy.size_policy,
                               duration_policy=policy.duration_policy)
@@ -67,11 +72,16 @@ async def create_video(request: Request) -> Response:
     new_task = tasks.NewTask(
         spec=create.spec, body=create.body, surface="openai", prompt=create.prompt,
         requested_size=create.requested_size, requested_seconds=create.requested_seconds,
+        idempotency_key=key,
     )
     created = await tasks.create(services, identity, new_task, request_id=request_id_of(request))
     record = created.record
-    video = video_from_task(record, None, now=int(services.clock()), family=create.spec.family)
-    return json_response(video, headers=_poll_headers(services, record, None))
+    task = stored_task(record)  # a replayed task may have moved on since its create
+    video = video_from_task(record, task, now=int(services.clock()), family=create.spec.family)
+    headers = _poll_headers(services, record, task)
+    if created.replayed:
+        headers.update(REPLAYED_HEADER)
+    return json_response(video, headers=headers)
 
 
 async def _create_fields(
@@ -123,7 +133,9 @@ async def retrieve_video(request: Request) -> Response:
     services = services_of(request)
     identity = await caller_of(request, services)
     record = await owned_video(services, identity, request.path_params["video_id"])
-    task, _ = await tasks.refresh(services, record, request_id=request_id_of(request))
+    polled = await tasks.poll(services, record, request_id=request_id_of(request),
+                              surface="openai")
+    task = polled.task()
     video = video_from_task(record, task, now=int(services.clock()),
                             family=_family(services, record))
     return json_response(video, headers=_poll_headers(services, record, task))

@@ -43,13 +43,17 @@ class UpstreamError(GatewayError):
 def upstream_failure(reply: UpstreamReply, *, is_create: bool = False) -> GatewayError:
     """The error for a non-success upstream answer."""
     if reply.status == 401:
-        # The upstream refused the gateway's own key: not the caller's fault, and a 401 would
-        # tell them their gateway key is wrong. Only the operator can fix it.
-        return GatewayError(
-            502, "UpstreamKeyRejected",
-            "The upstream rejected the gateway's upstream key; the gateway operator must check "
-            "the upstream key configuration.")
+        return upstream_key_rejected()
     return UpstreamError(reply, is_create=is_create)
+
+
+def upstream_key_rejected() -> GatewayError:
+    # The upstream refused the gateway's own key: not the caller's fault, and a 401 would
+    # tell them their gateway key is wrong. Only the operator can fix it.
+    return GatewayError(
+        502, "UpstreamKeyRejected",
+        "The upstream rejected the gateway's upstream key; the gateway operator must check "
+        "the upstream key configuration.")
 
 
 def created_id(reply: UpstreamReply) -> str:
@@ -91,7 +95,9 @@ async def learn(services: Services, record: TaskRecord, task: dict[str, Any],
     if status in FINISHED_STATUSES and not record.terminal:
         billed = _observe_finished(services, record, task)
         await services.store.settle(record.task_id, billed)
-    if status != record.status or record.task_json is None:
+    # Every new answer is kept, not just a new status: a poll the record answers returns the
+    # upstream's last bytes, and a finished task's answer changes only by freshly signed URLs.
+    if status != record.status or body != record.task_json:
         tokens, updated_at = count(task, "usage", "total_tokens"), count(task, "updated_at")
         record.status = status
         record.updated_at = updated_at if updated_at is not None else int(services.clock())

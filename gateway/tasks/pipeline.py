@@ -1,9 +1,10 @@
 """The task pipeline: every task request of either surface runs through here.
 
-A create goes: key permission → validation → policy (rate, in-flight, budget) → idempotency →
-upstream (key choice and failover) → record → metrics. The surfaces only translate: their
-request into a :class:`NewTask` (naming the model resolves it), and the results back into
-their own shape. Polls, cancels and listings pass the same rate policy first.
+A create goes: key permission → validation → rate policy → idempotency (a replay stops here)
+→ in-flight and budget policy → upstream (key choice and failover) → record → metrics. The
+surfaces only translate: their request into a :class:`NewTask` (naming the model resolves
+it), and the results back into their own shape. Polls, cancels and listings pass the same
+rate policy first.
 """
 
 from __future__ import annotations
@@ -19,19 +20,20 @@ from gateway.keys.policy import estimate_tokens
 from gateway.observability.middleware import note
 from gateway.services import Services
 from gateway.store.base import TaskRecord
-from gateway.tasks import dispatch
+from gateway.tasks import dispatch, idempotency
 from gateway.tasks.answers import (
     UpstreamError,
     learn,
-    task_of,
     upstream_failure,
     with_status,
 )
+from gateway.tasks.lost_creates import Adopted, id_reply
+from gateway.tasks.polls import Polled, poll, refresh  # a poll (GET) of a task, coalesced
 from gateway.translate.seedance_validation import validate_create
 from gateway.upstream import UpstreamReply
 
-__all__ = ["Created", "NewTask", "UpstreamError", "admit", "cancel", "create", "owned",
-           "refresh"]
+__all__ = ["Created", "NewTask", "Polled", "UpstreamError", "admit", "cancel", "create",
+           "owned", "poll", "refresh"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,7 @@ class NewTask:
     raw: bytes | None = None  # the caller's own bytes, sent as they are when the body is theirs
     requested_size: str | None = None
     requested_seconds: str | None = None
+    idempotency_key: str | None = None  # the caller's Idempotency-Key header
 
     @property
     def service_tier(self) -> str:
@@ -55,7 +58,8 @@ class NewTask:
 @dataclass(frozen=True, slots=True)
 class Created:
     record: TaskRecord
-    reply: UpstreamReply  # the upstream's answer to the create
+    reply: UpstreamReply  # the upstream's answer to the create ({"id": ...} for a replay)
+    replayed: bool = False  # an earlier request with the same Idempotency-Key made the task
 
 
 def first_prompt(body: dict[str, Any]) -> str | None:
@@ -81,27 +85,64 @@ async def create(services: Services, identity: ClientIdentity, task: NewTask, *,
     if services.upstream_for(spec).validation:
         validate_create(task.body, spec)
     await admit(services, identity)
-    reservation = await services.policy.hold(identity, spec, estimate_tokens(spec, task.body))
+    claim: idempotency.Claim | None = None
+    if task.idempotency_key is not None:
+        # Before the hold: answering a task again takes no in-flight slot or budget.
+        claimed = await idempotency.claim(services, identity.name, task)
+        if isinstance(claimed, idempotency.Replay):
+            return _replayed(services, task, claimed.record)
+        claim = claimed
     try:
-        sent = await dispatch.send_create(services, task, request_id=request_id)
+        reservation = await services.policy.hold(identity, spec, estimate_tokens(spec, task.body))
     except BaseException:
+        if claim is not None:
+            await claim.give_up(None)
+        raise
+    try:
+        # A lost earlier attempt's task, found upstream, is taken instead of creating another.
+        adopted = None if claim is None else await claim.recover(task, request_id=request_id)
+        origin: Adopted | dispatch.Sent = adopted or await dispatch.send_create(
+            services, task, request_id=request_id)
+    except BaseException as error:
         # No task to wait for: give the slot and the tokens back. (A create whose answer was
-        # lost may still exist upstream; the gateway cannot follow it without an id.)
+        # lost may still exist upstream: only a retry with an Idempotency-Key looks for it.)
         if reservation.held:
             await services.store.release(reservation.ref)
+        if claim is not None:
+            await claim.give_up(error)
         raise
     now = int(services.clock())
     record = TaskRecord(
-        task_id=sent.task_id, owner=identity.name, upstream=sent.upstream, upstream_key=sent.key,
-        model=spec.name, upstream_model=sent.upstream_model, surface=task.surface,
-        created_at=now, updated_at=now, prompt=task.prompt, service_tier=task.service_tier,
-        requested_size=task.requested_size, requested_seconds=task.requested_seconds,
+        task_id=origin.task_id, owner=identity.name, upstream=origin.upstream,
+        upstream_key=origin.key, model=spec.name, upstream_model=origin.upstream_model,
+        surface=task.surface, created_at=now, updated_at=now, prompt=task.prompt,
+        service_tier=task.service_tier, requested_size=task.requested_size,
+        requested_seconds=task.requested_seconds,
     )
-    await services.store.add(record, next_poll_at=now + services.config.tracker.first_poll,
-                             usage=reservation)
+    try:
+        if claim is not None:
+            await claim.sent(record.task_id, record.upstream_key)
+        await services.store.add(record, next_poll_at=now + services.config.tracker.first_poll,
+                                 usage=reservation)
+    except BaseException as error:
+        if claim is not None:
+            await claim.give_up(error)  # the task exists: a retry adopts it
+        raise
+    if adopted is not None and adopted.task is not None and adopted.body is not None:
+        await learn(services, record, adopted.task, adopted.body)  # it may have moved on
+    if claim is not None:
+        await claim.done()
     services.metrics.tasks_created.labels(services.metrics.model(record.model), task.surface).inc()
     note(task_id=record.task_id)
-    return Created(record, sent.reply)
+    if adopted is not None:
+        services.metrics.idempotent_replays.labels(task.surface, "adopted").inc()
+    return Created(record, origin.reply, replayed=adopted is not None)
+
+
+def _replayed(services: Services, task: NewTask, record: TaskRecord) -> Created:
+    services.metrics.idempotent_replays.labels(task.surface, "replayed").inc()
+    note(task_id=record.task_id, idempotent_replay=True)
+    return Created(record, id_reply(record.task_id), replayed=True)
 
 
 async def owned(services: Services, identity: ClientIdentity, task_id: str, *,
@@ -114,24 +155,6 @@ async def owned(services: Services, identity: ClientIdentity, task_id: str, *,
         raise missing(task_id)
     note(task_id=task_id, model=record.model)
     return record
-
-
-async def refresh(
-    services: Services, record: TaskRecord, *, request_id: str | None
-) -> tuple[dict[str, Any], UpstreamReply]:
-    """GET the task upstream with the key that created it and remember what changed."""
-    upstream = services.upstream_of(record)
-    reply = await upstream.get_task(record.task_id, key=record.upstream_key,
-                                    client_request_id=request_id)
-    if reply.status == 404:
-        # Maybe a glitch: the store hides the task only once its loss is confirmed, and never
-        # a finished one (gateway.store.base.upstream_404_verdict). This caller gets the 404.
-        await services.store.note_upstream_404(record.task_id, now=services.clock())
-    if reply.status != 200:
-        raise upstream_failure(reply)
-    task = task_of(reply)
-    await learn(services, record, task, reply.body)
-    return task, reply
 
 
 async def cancel(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +18,7 @@ from gateway.observability.metrics import Metrics
 from gateway.observability.middleware import note
 from gateway.upstream.failures import classify
 from gateway.upstream.files import UpstreamFile, open_file
+from gateway.upstream.keypool import KeyPool
 from gateway.upstream.session import USER_AGENT, ProxyChoice, open_session, tls_context
 
 TASKS_PATH = "/contents/generations/tasks"
@@ -49,7 +50,9 @@ class Upstream:
         self._metrics = metrics
         self._tasks_url = URL(config.base_url + TASKS_PATH)
         self._auth = {k.name: f"Bearer {k.secret.get_secret_value()}" for k in config.keys}
-        self._key_cycle = itertools.cycle([k.name for k in config.keys])
+        self.keys = KeyPool(config.name, [k.name for k in config.keys],
+                            probe_interval=config.key_probe_interval,
+                            cooldown=config.key_cooldown, metrics=metrics)
         t = config.timeouts
         connect = dict(connect=t.pool + t.connect, sock_connect=t.connect)
         # `read` bounds the whole answer (sock_read alone would let a server drip forever).
@@ -76,12 +79,36 @@ class Upstream:
             await self._session.close()
             self._session = None
 
-    def next_key(self) -> str:
-        """The upstream key name for a new task (round robin spreads rate limits)."""
-        return next(self._key_cycle)
-
     def has_key(self, name: str) -> bool:
         return name in self._auth
+
+    async def watch_keys(self, *, tick: float = 1.0) -> None:
+        """Runs for the app's life: probes quarantined keys when due and keeps the key-state
+        gauge current (a cooldown ends without a call). An error is logged, never fatal."""
+        while True:
+            try:
+                self.keys.refresh()
+                await self.probe_due_keys()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("upstream_key_watch_failed", upstream=self.name)
+            await asyncio.sleep(tick)
+
+    async def probe_due_keys(self) -> None:
+        """Probes each quarantined key whose probe is due: a 200 (or a 429) brings it back."""
+        for key in self.keys.due_probes():
+            try:
+                reply = await self.probe_key(key)
+            except GatewayError:
+                continue  # no answer: the key stays out until its next probe
+            self.keys.report(key, reply.status, reply.retry_after)
+
+    async def probe_key(self, key: str) -> UpstreamReply:
+        """The cheapest authenticated call: one task of the key's list."""
+        query = [("page_num", "1"), ("page_size", "1")]
+        return await self._call("probe", "GET", self._tasks_url.with_query(query), key, None,
+                                None)
 
     async def create_task(
         self, body: bytes, *, key: str, client_request_id: str | None
@@ -150,14 +177,9 @@ class Upstream:
                    else self._call_timeout)
         start = time.perf_counter()
         try:
-            async with self._opened().request(
-                method, url, data=body, headers=headers, proxy=self._tasks_proxy,
-                timeout=timeout, allow_redirects=False,
-            ) as response:
-                answer = await _read_answer(response, self.name, may_exist=is_create)
-                reply = UpstreamReply(response.status, answer,
-                                      response.headers.get("x-request-id"),
-                                      response.headers.get("retry-after"))
+            with self.keys.busy(key):
+                reply = await self._exchange(method, url, body, headers, timeout,
+                                             may_exist=is_create)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._failed(operation, exc, start, is_create=is_create) from None
         except UpstreamBadResponse:
@@ -170,6 +192,17 @@ class Upstream:
                 "base_url must be the final address, e.g. https://host/api/v3",
                 may_exist=is_create)
         return reply
+
+    async def _exchange(self, method: str, url: URL, body: bytes | None,
+                        headers: dict[str, str], timeout: aiohttp.ClientTimeout, *,
+                        may_exist: bool) -> UpstreamReply:
+        async with self._opened().request(
+            method, url, data=body, headers=headers, proxy=self._tasks_proxy,
+            timeout=timeout, allow_redirects=False,
+        ) as response:
+            answer = await _read_answer(response, self.name, may_exist=may_exist)
+            return UpstreamReply(response.status, answer, response.headers.get("x-request-id"),
+                                 response.headers.get("retry-after"))
 
     def _failed(self, operation: str, exc: BaseException, start: float, *,
                 is_create: bool) -> GatewayError:

@@ -15,6 +15,16 @@ import aiohttp
 from gateway.errors import GatewayError, UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 
 
+class NotSent(GatewayError):
+    """A call that failed before its request could reach the upstream (connect, TLS, proxy,
+    DNS): nothing was created there, so a create may go to another upstream. The caller sees
+    the error it wraps."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.status, error.code, error.message, param=error.param,
+                         headers=error.headers)
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     error: GatewayError  # what the caller sees
@@ -27,8 +37,8 @@ def classify(exc: BaseException, *, target: str, sent_may_create: bool) -> Failu
     file"). `sent_may_create`: the request creates something if it reached the upstream."""
     reason = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return Failure(UpstreamTimeout(f"timed out connecting to {target}", may_exist=False),
-                       "timeout", reason)
+        return Failure(NotSent(UpstreamTimeout(f"timed out connecting to {target}",
+                                               may_exist=False)), "timeout", reason)
     if isinstance(exc, TimeoutError):  # sock_read or the total budget: the request went out
         return Failure(UpstreamTimeout(f"{target} did not answer in time",
                                        may_exist=sent_may_create), "timeout", reason)
@@ -69,5 +79,5 @@ def classify(exc: BaseException, *, target: str, sent_may_create: bool) -> Failu
 
 def _unreachable(target: str, why: str, reason: str) -> Failure:
     # Nothing reached the upstream: no task can exist, a retry is safe.
-    return Failure(UpstreamUnavailable(f"could not connect to {target}: {why}",
-                                       may_exist=False), "error", reason)
+    return Failure(NotSent(UpstreamUnavailable(f"could not connect to {target}: {why}",
+                                               may_exist=False)), "error", reason)
