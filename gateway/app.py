@@ -20,6 +20,7 @@ from gateway.config import Config, build_catalogue
 from gateway.errors import GatewayError, Surface
 from gateway.keys.auth import ClientKeys
 from gateway.keys.policy import Policy
+from gateway.observability.logs import flush_logs
 from gateway.observability.metrics import Metrics
 from gateway.observability.middleware import ObservabilityMiddleware
 from gateway.services import Services
@@ -82,6 +83,7 @@ def create_app(
             for upstream in services.upstreams.values():
                 await upstream.aclose()
             await services.store.close()
+            flush_logs()
 
     app = Starlette(
         routes=[*native.routes(), *downloads.routes(), *videos.routes(), *admin.routes(),

@@ -94,8 +94,9 @@ def gateway_config(
         "store": {"url": store_url},
         "openai": {"poll_after_ms": 100},  # tests poll fast; the default is 5000
         # Off by default so tests that count upstream calls see only their own; the tracker
-        # tests turn it on.
-        "tracker": {"enabled": False},
+        # tests turn it on. Tests poll fast, so a finished task shows within 0.2 s; the default
+        # window is 2 s (tests/test_polls.py holds the gateway to its targets with it).
+        "tracker": {"enabled": False, "poll_window": 0.2},
         **(extra or {}),
     }
     env = {"UPSTREAM_KEY": FAKE_UPSTREAM_KEY, "ALICE_KEY": FAKE_ALICE_KEY, "BOB_KEY": FAKE_BOB_KEY,

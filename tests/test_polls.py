@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from gateway.app import create_app
+from gateway.config import TrackerConfig
 from gateway.simulator.signing import UrlSigner
 from gateway.store.base import TaskRecord
 from gateway.tasks import polls
@@ -31,6 +32,8 @@ from tests.servers import FAKE_ALICE_KEY, FAKE_UPSTREAM_KEY, ServerThread, gatew
 NATIVE = "/api/v3/contents/generations/tasks"
 MODEL = "doubao-seedance-2-0-260128"
 ALICE = {"Authorization": f"Bearer {FAKE_ALICE_KEY}"}
+# The gateway's own poll window (its default, 2 s), not the test harness's fast one.
+DEFAULT_WINDOW: dict[str, Any] = {"tracker": {"enabled": False}}
 NEVER_ENDS = "[sim:never] a lighthouse"  # created while the simulator's delay is 0: running
 
 
@@ -101,7 +104,7 @@ def test_forty_pollers_for_ten_seconds_cost_at_most_twelve_gets(
     start_simulator: SimulatorFactory, start_gateway: GatewayFactory, backend_url: str
 ) -> None:
     sim = start_simulator(delay=0)
-    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url)
+    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url, extra=DEFAULT_WINDOW)
     task_id = create(gateway, NEVER_ENDS)
 
     answers = asyncio.run(poll_for([gateway], task_id, pollers=40, seconds=10))
@@ -121,7 +124,7 @@ def test_two_hundred_polls_of_a_finished_task_cost_at_most_one_get(
     start_simulator: SimulatorFactory, start_gateway: GatewayFactory, backend_url: str
 ) -> None:
     sim = start_simulator(delay=0)  # done at once
-    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url)
+    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url, extra=DEFAULT_WINDOW)
     task_id = create(gateway)
     native, openai = poll_paths(task_id)
 
@@ -145,7 +148,7 @@ def test_the_native_answer_is_the_bytes_the_upstream_last_returned(
     start_simulator: SimulatorFactory, start_gateway: GatewayFactory, backend_url: str
 ) -> None:
     sim = start_simulator(delay=0)
-    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url)
+    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url, extra=DEFAULT_WINDOW)
     task_id = create(gateway, NEVER_ENDS)
     upstream = direct_get(sim, task_id)  # a running task's answer does not change
     assert upstream.status_code == 200
@@ -162,7 +165,7 @@ def test_concurrent_polls_share_one_get_and_its_error(
     start_simulator: SimulatorFactory, start_gateway: GatewayFactory, backend_url: str
 ) -> None:
     sim = start_simulator(delay=0, latency=0.5)  # every upstream answer takes 0.5 s
-    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url)
+    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url, extra=DEFAULT_WINDOW)
     task_id = create(gateway, NEVER_ENDS)
     forget_requests(sim)
 
@@ -194,7 +197,7 @@ async def test_a_poller_that_goes_away_does_not_cancel_the_shared_get(
     start_simulator: SimulatorFactory, backend_url: str
 ) -> None:
     sim = start_simulator(delay=0, latency=0.5)
-    config = gateway_config(sim.url + "/api/v3", store_url=backend_url)
+    config = gateway_config(sim.url + "/api/v3", store_url=backend_url, extra=DEFAULT_WINDOW)
     app = create_app(config)
     services = app.state.services
     async with app.router.lifespan_context(app):
@@ -225,8 +228,8 @@ def test_two_replicas_on_one_store_share_freshness(
     start_simulator: SimulatorFactory, start_gateway: GatewayFactory, backend_url: str
 ) -> None:
     sim = start_simulator(delay=0)
-    a = start_gateway(sim.url + "/api/v3", store_url=backend_url)
-    b = start_gateway(sim.url + "/api/v3", store_url=backend_url)
+    a = start_gateway(sim.url + "/api/v3", store_url=backend_url, extra=DEFAULT_WINDOW)
+    b = start_gateway(sim.url + "/api/v3", store_url=backend_url, extra=DEFAULT_WINDOW)
     task_id = create(a, NEVER_ENDS)
     native, _ = poll_paths(task_id)
 
@@ -249,7 +252,7 @@ def test_an_expiring_signed_url_is_refreshed_exactly_once(
     start_simulator: SimulatorFactory, start_gateway: GatewayFactory, backend_url: str
 ) -> None:
     sim = start_simulator(delay=0, url_ttl=300)  # within URL_MARGIN (10 min) of expiry at once
-    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url)
+    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url, extra=DEFAULT_WINDOW)
     task_id = create(gateway)
     native, openai = poll_paths(task_id)
     first = httpx.get(gateway.url + native, headers=ALICE, timeout=10).json()
@@ -272,7 +275,7 @@ def test_a_download_the_file_host_refuses_still_refreshes_the_task_once(
     start_simulator: SimulatorFactory, start_gateway: GatewayFactory, backend_url: str
 ) -> None:
     sim = start_simulator(delay=0)
-    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url)
+    gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url, extra=DEFAULT_WINDOW)
     task_id = create(gateway)
     _, openai = poll_paths(task_id)
     assert httpx.get(gateway.url + openai, headers=ALICE, timeout=10).json()["status"] == \
@@ -343,3 +346,8 @@ def test_a_finished_task_is_fresh_until_its_urls_near_expiry(
 ) -> None:
     assert is_fresh(make(), now=now, window=2.0) is fresh
 
+
+
+def test_the_default_poll_window_is_two_seconds() -> None:
+    """The window the tests above hold the gateway to its targets with is the default."""
+    assert TrackerConfig().poll_window == 2.0

@@ -234,8 +234,10 @@ def test_limits_hold_across_replicas_under_a_race(start_replicas: ReplicaFactory
     assert usage["totals"][0]["tasks"] == 4  # refused creates left nothing behind
 
 
+# No poll window: every tracker poll is an upstream GET, holding its lease for LATENCY (a poll
+# the record answers would take and free the lease in a moment, and leave nothing to catch).
 TRACKER = {"enabled": True, "first_poll": 0, "interval": 0.3, "tick": 0.1, "lease": 2,
-           "per_key_rate": 50}
+           "per_key_rate": 50, "poll_window": 0}
 LATENCY = 0.3  # every upstream request takes this long: a poll holds its lease that long
 
 
@@ -244,9 +246,9 @@ def test_a_dead_replicas_leases_run_out_and_the_other_finishes_its_tasks(
 ) -> None:
     replicas = start_replicas(delay=5.0, extra={"tracker": TRACKER, **WITH_ADMIN})
     a, b = replicas.a, replicas.b
+    replicas.faults(latency=LATENCY)  # before the creates: the trackers poll them at once
     ids = [ok(native_create(b, ALICE, resolution="480p", ratio="16:9", duration=4))["id"]
            for _ in range(2)]
-    replicas.faults(latency=LATENCY)
     store = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, decode_responses=True)
     a_holder = f"{socket.gethostname()}-{a.proc.pid}-"
     try:

@@ -98,6 +98,9 @@ class Metrics:
             "Creates answered with the task an earlier request with the same Idempotency-Key "
             "made: replayed, or adopted from upstream after its answer was lost",
             ["surface", "kind"], registry=r)
+        for surface in ("native", "openai"):  # exported from the start, for rate() and alerts
+            for kind in ("replayed", "adopted"):
+                self.idempotent_replays.labels(surface, kind)
         # Coalesced polls (gateway/tasks/polls.py): record and shared answers spared the upstream.
         self.polls = Counter(
             f"{p}_polls_total",
