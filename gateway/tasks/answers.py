@@ -14,6 +14,7 @@ from gateway.errors import GatewayError, UpstreamBadResponse
 from gateway.seedance import FINISHED_STATUSES, regresses
 from gateway.services import Services
 from gateway.store.base import MAX_COUNT, TaskRecord
+from gateway.tasks import finished
 from gateway.upstream import UpstreamReply
 
 
@@ -92,7 +93,8 @@ async def learn(services: Services, record: TaskRecord, task: dict[str, Any],
     status = task["status"]
     if regresses(record.status, status):
         return  # an older answer than what is recorded: keep the record as is
-    if status in FINISHED_STATUSES and not record.terminal:
+    finishing = status in FINISHED_STATUSES and not record.terminal
+    if finishing:
         billed = _observe_finished(services, record, task)
         await services.store.settle(record.task_id, billed)
     # Every new answer is kept, not just a new status: a poll the record answers returns the
@@ -107,6 +109,8 @@ async def learn(services: Services, record: TaskRecord, task: dict[str, Any],
             record.task_id, status=status, updated_at=record.updated_at,
             usage_tokens=record.usage_tokens, task_json=body,
         )
+    if finishing:
+        await finished.task_finished(services, record, task)
 
 
 def _observe_finished(services: Services, record: TaskRecord, task: dict[str, Any]) -> int:

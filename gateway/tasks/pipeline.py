@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gateway.catalog import ModelSpec
 from gateway.errors import GatewayError, Surface, not_found_task
 from gateway.keys.auth import ClientIdentity
@@ -20,7 +22,7 @@ from gateway.keys.policy import estimate_tokens
 from gateway.observability.middleware import note
 from gateway.services import Services
 from gateway.store.base import TaskRecord
-from gateway.tasks import dispatch, idempotency
+from gateway.tasks import dispatch, finished, idempotency
 from gateway.tasks.answers import (
     UpstreamError,
     learn,
@@ -177,8 +179,11 @@ async def cancel(
         now = int(services.clock())
         await services.store.settle(record.task_id, 0)  # cancelled while queued: no bill
         record.status = "cancelled"
+        task_json = with_status(record.task_json, "cancelled", now)
         await services.store.update_status(
             record.task_id, status="cancelled", updated_at=now, usage_tokens=None,
-            task_json=with_status(record.task_json, "cancelled", now),
+            task_json=task_json,
         )
+        record.task_json = task_json
+        await finished.task_finished(services, record, orjson.loads(task_json))
     return reply
