@@ -96,9 +96,10 @@ def metric(gateway: ServerThread, name: str, **labels: str) -> float:
 
 
 def key_state(gateway: ServerThread, key: str, upstream: str = "ark") -> str:
+    exposition = scrape(gateway.url)  # one scrape: the state may change between two
     states = [state for state in ("healthy", "cooldown", "quarantined")
-              if metric(gateway, "seedance_gateway_upstream_key_state", upstream=upstream,
-                        key=key, state=state) == 1]
+              if value(exposition, "seedance_gateway_upstream_key_state", upstream=upstream,
+                       key=key, state=state) == 1]
     assert len(states) == 1, states
     return states[0]
 

@@ -164,7 +164,7 @@ def test_the_native_answer_is_the_bytes_the_upstream_last_returned(
 def test_concurrent_polls_share_one_get_and_its_error(
     start_simulator: SimulatorFactory, start_gateway: GatewayFactory, backend_url: str
 ) -> None:
-    sim = start_simulator(delay=0, latency=0.5)  # every upstream answer takes 0.5 s
+    sim = start_simulator(delay=0, latency=1.0)  # every upstream answer takes 1 s
     gateway = start_gateway(sim.url + "/api/v3", store_url=backend_url, extra=DEFAULT_WINDOW)
     task_id = create(gateway, NEVER_ENDS)
     forget_requests(sim)
@@ -179,7 +179,11 @@ def test_concurrent_polls_share_one_get_and_its_error(
     assert {a.status_code for a in answers} == {200}
     assert upstream_gets(sim, task_id) == 1  # never fetched before: one GET, 39 waited for it
     counted = polls_counted(gateway)
-    assert sum(n for (_, source), n in counted.items() if source == "shared") == 39
+    shared = sum(n for (_, source), n in counted.items() if source == "shared")
+    # On a loaded machine a poll may arrive only after the GET answered: the fresh record
+    # answers it then. Either way 39 polls were answered without an upstream call of their own.
+    recorded = sum(n for (_, source), n in counted.items() if source == "record")
+    assert shared + recorded == 39 and shared > 0, counted
 
     # An upstream error reaches every poll that waited for the GET, and the GET is still one.
     time.sleep(2.1)  # past the poll window: the record no longer answers
