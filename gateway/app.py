@@ -23,6 +23,9 @@ from gateway.keys.policy import Policy
 from gateway.observability.logs import flush_logs
 from gateway.observability.metrics import Metrics
 from gateway.observability.middleware import ObservabilityMiddleware
+from gateway.results import serving as results_serving
+from gateway.results.archiver import Archiver
+from gateway.results.stores import open_results
 from gateway.services import Services
 from gateway.store import open_store
 from gateway.store.base import GatewayStore
@@ -30,6 +33,8 @@ from gateway.surfaces import admin, downloads, native, videos
 from gateway.surfaces.http import error_response, json_response
 from gateway.tasks.tracker import TaskTracker
 from gateway.upstream import Upstream
+from gateway.webhooks import ark_callbacks
+from gateway.webhooks.deliverer import Deliverer
 
 
 def create_app(
@@ -57,6 +62,9 @@ def create_app(
         metrics=metrics,
         policy=Policy(store_, clock),
         clock=clock,
+        archive=(Archiver(config.results,
+                          open_results(config.results, config.store.url.get_secret_value()),
+                          clock) if config.results.archive else None),
     )
 
     @asynccontextmanager
@@ -64,14 +72,23 @@ def create_app(
         await services.store.open()
         for upstream in services.upstreams.values():
             await upstream.open()
+        if services.archive is not None:
+            await services.archive.start(services)
         # Quarantined upstream keys come back when a probe passes (gateway/upstream/keypool.py).
         watchers = [asyncio.create_task(u.watch_keys()) for u in services.upstreams.values()]
         follower = None
         if config.tracker.enabled:
             follower = asyncio.create_task(TaskTracker(services, config.tracker).run())
+        # The webhook outbox is sent from every replica (leases keep each message to one).
+        deliverer = (asyncio.create_task(Deliverer(services).run())
+                     if config.webhooks.enabled else None)
         try:
             yield
         finally:
+            if deliverer is not None:
+                deliverer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await deliverer
             if follower is not None:
                 follower.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -80,6 +97,8 @@ def create_app(
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            if services.archive is not None:  # before the upstreams its copies read from
+                await services.archive.stop()
             for upstream in services.upstreams.values():
                 await upstream.aclose()
             await services.store.close()
@@ -87,6 +106,7 @@ def create_app(
 
     app = Starlette(
         routes=[*native.routes(), *downloads.routes(), *videos.routes(), *admin.routes(),
+                *results_serving.routes(), *ark_callbacks.routes(),
                 *_operations_routes(config)],
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,

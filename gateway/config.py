@@ -141,11 +141,19 @@ class ClientKeyConfig(_Frozen):
     secret: Secret | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     models: tuple[str, ...] = ("*",)
+    # Task events (Standard Webhooks) go to webhook_url, signed with webhook_secret (whsec_…).
+    webhook_url: str | None = None
+    webhook_secret: Secret | None = None
 
     @model_validator(mode="after")
     def _one_credential(self) -> ClientKeyConfig:
         if (self.secret is None) == (self.sha256 is None):
             raise ValueError("give exactly one of `secret` or `sha256`")
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("webhook_url needs a webhook_secret (whsec_…, as a reference)")
+        if self.webhook_secret is not None and not self.webhook_secret.get_secret_value(
+                ).startswith("whsec_"):
+            raise ValueError("webhook_secret must be a whsec_… secret")
         return self
 
     def digest(self) -> bytes:
@@ -206,6 +214,24 @@ class TrackerConfig(_Frozen):
     list_rate: float = Field(default=1.0, ge=0)
 
 
+class WebhooksConfig(_Frozen):
+    """The webhook deliverer (gateway/webhooks/): the outbox, its retries, the SSRF guard."""
+
+    enabled: bool = True  # false: events still queue in the outbox, nothing is sent
+    # Loopback, private and link-local targets are refused unless this is true.
+    allow_private: bool = False
+    timeout: float = Field(default=10.0, gt=0)  # seconds per attempt
+    # Seconds before each retry after a failed attempt (Standard Webhooks); then it gives up.
+    retry_schedule: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+    tick: float = Field(default=1.0, gt=0)  # how often the outbox is looked at
+    lease: float = Field(default=60.0, gt=0)  # a dead sender's messages go out again after this
+    batch: int = Field(default=50, ge=1)  # messages taken per look
+    concurrency: int = Field(default=16, ge=1)  # attempts in flight per replica
+    # The fast path: creates give Ark {server.public_url}/ark/callbacks/… as callback_url, and a
+    # callback makes the gateway look at that task now (needs server.public_url).
+    ark_callbacks: bool = False
+
+
 class MetricsConfig(_Frozen):
     """`/metrics`: open by default; with `bearer`, scrapers must send that token."""
 
@@ -225,6 +251,45 @@ class ServerConfig(_Frozen):
     header_timeout: float = Field(default=20.0, gt=0)
     keepalive_timeout: int = Field(default=5, ge=1)  # uvicorn's timeout_keep_alive: whole seconds
     body_timeout: float = Field(default=60.0, gt=0)  # longest gap between two body reads; 408
+    # The externally visible base of this gateway (https://videos.example.com), used in the
+    # links it hands out; without it, the base is taken from each request's Host.
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
+
+
+class S3Config(_Frozen):
+    """How to reach an S3-compatible result store (AWS, R2, MinIO, Volcengine TOS)."""
+
+    endpoint_url: SecretURL | None = None  # None: AWS's own endpoint for `region`
+    region: str | None = None
+    access_key_id: Secret | None = None
+    secret_access_key: Secret | None = None
+    part_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)  # multipart part size
+
+
+class ResultsConfig(_Frozen):
+    """The result archive (gateway/results/): finished videos copied out of Ark's reach."""
+
+    archive: bool = True
+    # file:///path or s3://bucket/prefix; None: a `results` folder beside the SQLite file
+    # (./results with Redis).
+    store: SecretURL | None = None
+    s3: S3Config = S3Config()
+    retention_days: float = Field(default=30.0, gt=0)
+    max_bytes: int | None = Field(default=None, ge=1)  # the oldest files go first past this
+    rewrite_native_urls: bool = True
+    # Signs the gateway's file links; None: one generated once and kept in the result store,
+    # so every replica sharing the store signs alike.
+    signing_secret: Secret | None = None
+    link_ttl: float = Field(default=86400.0, gt=0)  # seconds a file link stays valid
+    concurrency: int = Field(default=4, ge=1)  # copies at once per replica
+    sweep_interval: float = Field(default=60.0, gt=0)  # pending copies and retention, seconds
+
+    @field_validator("store")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("file://", "s3://")):
+            raise ValueError("must start with file:// or s3://")
+        return value
 
 
 class Config(_Frozen):
@@ -237,6 +302,8 @@ class Config(_Frozen):
     metrics: MetricsConfig = MetricsConfig()
     admin: AdminConfig = AdminConfig()
     tracker: TrackerConfig = TrackerConfig()
+    results: ResultsConfig = ResultsConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -252,6 +319,9 @@ class Config(_Frozen):
         if len(set(digests)) != len(digests):
             raise ValueError("two client keys have the same secret")
         catalogue = build_catalogue(self)  # raises ValueError naming a bad alias or override
+        if self.webhooks.ark_callbacks and not self.server.public_url:
+            raise ValueError("webhooks.ark_callbacks needs server.public_url (where Ark can "
+                             "reach this gateway)")
         for key in self.client_keys:
             if not key.models:
                 raise ValueError(f"client key {key.name!r}: models is empty, which would leave "
@@ -265,10 +335,15 @@ class Config(_Frozen):
         """Every configured secret, for the log redactor."""
         values = [k.secret.get_secret_value() for u in self.upstreams for k in u.keys]
         values += [k.secret.get_secret_value() for k in self.client_keys if k.secret]
+        values += [k.webhook_secret.get_secret_value() for k in self.client_keys
+                   if k.webhook_secret]
         if self.metrics.bearer is not None:
             values.append(self.metrics.bearer.get_secret_value())
         values += [k.secret.get_secret_value() for k in self.admin.keys]
         values += url_secrets(self.store.url.get_secret_value())
+        s3 = self.results.s3
+        values += [v.get_secret_value() for v in (s3.access_key_id, s3.secret_access_key,
+                                                   self.results.signing_secret) if v is not None]
         values += [s for u in self.upstreams if u.proxy is not None
                    for s in url_secrets(u.proxy.get_secret_value())]
         return values

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
@@ -19,6 +20,9 @@ from gateway.store.base import GatewayStore, TaskRecord
 from gateway.tasks.inflight import Fetches
 from gateway.upstream import Upstream
 
+if TYPE_CHECKING:
+    from gateway.results.archiver import Archiver
+
 
 @dataclass(frozen=True, slots=True)
 class Services:
@@ -31,6 +35,7 @@ class Services:
     policy: Policy
     clock: Callable[[], float] = field(default=time.time)
     fetches: Fetches = field(default_factory=Fetches)  # upstream GETs in flight, shared by polls
+    archive: Archiver | None = None  # the result archive (gateway/results/), unless turned off
 
     def upstream_for(self, spec: ModelSpec) -> Upstream:
         return self.upstreams[spec.upstream]

@@ -97,6 +97,8 @@ def gateway_config(
         # tests turn it on. Tests poll fast, so a finished task shows within 0.2 s; the default
         # window is 2 s (tests/test_polls.py holds the gateway to its targets with it).
         "tracker": {"enabled": False, "poll_window": 0.2},
+        # Off so that only the archive's own tests see its file downloads upstream.
+        "results": {"archive": False},
         **(extra or {}),
     }
     env = {"UPSTREAM_KEY": FAKE_UPSTREAM_KEY, "ALICE_KEY": FAKE_ALICE_KEY, "BOB_KEY": FAKE_BOB_KEY,

@@ -75,6 +75,7 @@ def start_cli_gateway(simulator_url: str, tmp_path: Path) -> CliProcess:
         "client_keys": [{"name": "alice", "secret": "${ALICE_KEY}"}],
         "store": {"url": f"sqlite:///{tmp_path}/tasks.db"},
         "openai": {"poll_after_ms": 100},
+        "results": {"archive": False},  # the download path alone (test_archive_memory.py)
     }
     config_path = tmp_path / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -373,7 +373,7 @@ def test_a_version_2_sqlite_store_is_migrated_with_nothing_lost(
     assert not_found(gw.get(live)) == "NotFound.TaskID"
     assert gw.listed() == {live: "queued", "cgt-done": "succeeded"}
     assert gw.get(live).json()["status"] == "queued"
-    assert dump(path)["meta"] == [("schema_version", "4")]
+    assert dump(path)["meta"] == [("schema_version", "5")]
 
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:

@@ -21,6 +21,8 @@ from gateway.config import ClientKeyConfig
 from gateway.errors import GatewayError
 from gateway.observability.logs import get_logger
 from gateway.store.base import MAX_COUNT, KeyExists, KeyRecord, KeyStore, LimitStore
+from gateway.webhooks.addresses import PrivateAddress, check_public, url_problem
+from gateway.webhooks.signing import new_secret
 
 SECRET_PREFIX = "sgw-"
 SHOWN_PREFIX_LENGTH = 10
@@ -44,6 +46,15 @@ class KeyPolicy(BaseModel):
     monthly_tokens: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     expires_at: int | None = Field(default=None, ge=0, le=MAX_EXPIRES_AT)
     disabled: bool | None = None
+    webhook_url: str | None = None  # task events go there (null: none)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        problem = url_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("expires_at", mode="before")
     @classmethod
@@ -87,7 +98,7 @@ def public_view(record: KeyRecord, *, source: str = "store") -> dict[str, Any]:
         "daily_tokens": record.daily_tokens, "monthly_tokens": record.monthly_tokens,
         "expires_at": record.expires_at, "disabled": record.disabled,
         "revoked": record.revoked, "created_at": record.created_at,
-        "updated_at": record.updated_at,
+        "updated_at": record.updated_at, "webhook_url": record.webhook_url,
     }
 
 
@@ -95,7 +106,7 @@ def _config_view(key: ClientKeyConfig) -> dict[str, Any]:
     return {"name": key.name, "source": "config", "prefix": None, "models": list(key.models),
             "rpm": None, "max_in_flight": None, "daily_tokens": None, "monthly_tokens": None,
             "expires_at": None, "disabled": False, "revoked": False, "created_at": None,
-            "updated_at": None}
+            "updated_at": None, "webhook_url": key.webhook_url}
 
 
 class KeyLifecycle:
@@ -105,7 +116,9 @@ class KeyLifecycle:
     """
 
     def __init__(self, store: KeyStore, config_keys: Iterable[ClientKeyConfig],
-                 clock: Callable[[], float], *, catalogue: Catalogue) -> None:
+                 clock: Callable[[], float], *, catalogue: Catalogue,
+                 allow_private: bool = False) -> None:
+        self._allow_private = allow_private  # webhooks.allow_private
         self._store = store
         self._config_keys = {k.name: k for k in config_keys}
         self._clock = clock
@@ -122,12 +135,16 @@ class KeyLifecycle:
         record = KeyRecord(name=new.name, digest=digest_of(secret),
                            prefix=secret[:SHOWN_PREFIX_LENGTH], created_at=now, updated_at=now)
         _apply(record, new)
+        shown: dict[str, Any] = {}
+        if record.webhook_url:
+            await self._check_webhook_url(record.webhook_url)
+            record.webhook_secret = shown["webhook_secret"] = new_secret()
         try:
             await self._store.add_key(record)
         except KeyExists:
             raise _conflict(f"A key named {new.name!r} already exists.") from None
         log.info("admin_action", actor=actor, action="create", key_name=record.name)
-        return {**public_view(record), "key": secret}
+        return {**public_view(record), "key": secret, **shown}
 
     async def list(self) -> list[dict[str, Any]]:
         stored = [public_view(r) for r in await self._store.list_keys()]
@@ -143,11 +160,41 @@ class KeyLifecycle:
         self._check_models(changes.models)
         record = await self._stored(name, writable=True)
         _apply(record, changes)
+        shown: dict[str, Any] = {}
+        if changes.webhook_url:
+            await self._check_webhook_url(changes.webhook_url)
+            if record.webhook_secret is None:  # its first webhook: shown this once
+                record.webhook_secret = shown["webhook_secret"] = new_secret()
         record.updated_at = int(self._clock())
         await self._store.put_key(record)
         log.info("admin_action", actor=actor, action="update", key_name=name,
                  fields=sorted(changes.model_fields_set))
-        return public_view(record)
+        return {**public_view(record), **shown}
+
+    async def rotate_webhook_secret(self, name: str, *, actor: str) -> dict[str, Any]:
+        """A new whsec_ secret signs the key's webhooks from now on (shown this once)."""
+        record = await self._stored(name, writable=True)
+        record.webhook_secret, record.updated_at = new_secret(), int(self._clock())
+        await self._store.put_key(record)
+        log.info("admin_action", actor=actor, action="rotate_webhook_secret", key_name=name)
+        return {**public_view(record), "webhook_secret": record.webhook_secret}
+
+    async def webhook_secret(self, name: str, *, actor: str) -> dict[str, Any]:
+        """The secret signing the key's webhooks (one a native callback_url generated, say)."""
+        record = await self._stored(name, writable=True)
+        log.info("admin_action", actor=actor, action="read_webhook_secret", key_name=name)
+        return {"name": name, "webhook_secret": record.webhook_secret}
+
+    async def _check_webhook_url(self, url: str) -> None:
+        """The SSRF guard (gateway/webhooks/addresses.py), unless webhooks.allow_private."""
+        if self._allow_private:
+            return
+        try:
+            await check_public(url)
+        except PrivateAddress as exc:
+            raise GatewayError(400, "invalid_value", f"webhook_url: {exc}; webhooks may not "
+                               "target this network (webhooks.allow_private)",
+                               param="webhook_url") from None
 
     async def revoke(self, name: str, *, actor: str) -> dict[str, Any]:
         record = await self._stored(name, writable=True)

@@ -107,6 +107,14 @@ class Metrics:
             "Task polls (GETs of either surface, downloads, the tracker) by what answered: the "
             "record, a GET another poll sent (shared), the poll's own GET, a tracker list call",
             ["surface", "source"], registry=r)
+        # Webhook attempts (gateway/webhooks/deliverer.py): delivered, retry (scheduled again),
+        # failed (gave up); kind is event (a key's webhook_url) or callback (a native task's).
+        self.webhook_deliveries = Counter(
+            f"{p}_webhook_deliveries_total", "Webhook delivery attempts by outcome",
+            ["kind", "outcome"], registry=r)
+        for kind in ("event", "callback"):
+            for outcome in ("delivered", "retry", "failed"):
+                self.webhook_deliveries.labels(kind, outcome)
         # labels() takes a lock and builds a key on every call; the hot path reuses children.
         self._served: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._upstream: dict[tuple[str, str, str], tuple[Any, Any]] = {}

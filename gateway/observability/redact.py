@@ -5,6 +5,7 @@ stdlib records alike, and rewrites every string it finds (nested values and exce
 included):
 
 - every configured secret value (client, upstream, admin keys) → ``[REDACTED]``;
+- ``whsec_…`` webhook secrets (stored keys' ones are not configured values);
 - ``Bearer <token>`` and the values of keys named like authorization / api_key / secret;
 - URL query strings (signed result URLs carry their signature there) → ``?[REDACTED]``;
 - URL passwords (`redis://user:pw@…`, a proxy's credentials) → ``user:[REDACTED]@``;
@@ -25,6 +26,7 @@ SENSITIVE_KEYS = re.compile(
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
 _QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s#\"'<>]+")
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/:@\"']*):[^\s/@\"']+@", re.I)
+_WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")  # stored keys' webhook secrets
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,([A-Za-z0-9+/=_-]{8,})")
 _MIN_SECRET = 4  # shorter "secrets" would shred ordinary words
 
@@ -59,6 +61,8 @@ class RedactSecrets:
     def redact(self, text: str) -> str:
         if self._secrets is not None:
             text = self._secrets.sub(REDACTED, text)
+        if "whsec_" in text:
+            text = _WEBHOOK_SECRET.sub(REDACTED, text)
         if "earer" in text:
             text = _BEARER.sub(rf"\1 {REDACTED}", text)
         if "data:" in text:

@@ -181,6 +181,10 @@ class KeyRecord:
     revoked: bool = False
     created_at: int = 0
     updated_at: int = 0
+    # Where the key's task events go, and the whsec_ secret that signs them (kept as is: a
+    # signature needs it; shown only when created or rotated).
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
 
 
 class KeyExists(Exception):
@@ -349,6 +353,64 @@ class IdempotencyStore(Protocol):
         ...
 
 
-class GatewayStore(TaskStore, KeyStore, LimitStore, TrackerStore, IdempotencyStore, Protocol):
+WebhookState = Literal["pending", "delivered", "failed"]
+
+
+@dataclass(slots=True)
+class WebhookDelivery:
+    """One message in the webhook outbox: `message_id` is its `webhook-id` on every attempt.
+
+    Signed at each attempt with the `owner` key's current secret; `body` is sent verbatim.
+    While an attempt runs, `next_at` is the end of the sender's lease (a dead sender's message
+    comes due again then).
+    """
+
+    message_id: str
+    owner: str  # client key name
+    task_id: str
+    kind: str  # "event" (a key's webhook_url) | "callback" (a native task's callback_url)
+    url: str
+    body: bytes
+    created_at: float
+    next_at: float
+    attempts: int = 0
+    state: WebhookState = "pending"
+    last_error: str | None = None
+    holder: str | None = None
+
+
+class WebhookStore(Protocol):
+    """The durable webhook outbox: at-least-once delivery across restarts and replicas."""
+
+    async def enqueue_webhook(self, delivery: WebhookDelivery) -> bool:
+        """Store the message unless one with its id exists (then nothing changes): True if
+        stored."""
+        ...
+
+    async def claim_webhooks(self, now: float, holder: str, lease_until: float,
+                             limit: int) -> list[WebhookDelivery]:
+        """Pending messages due at `now`, taken for `holder` until `lease_until` (atomically:
+        no other replica gets them before then), oldest due first."""
+        ...
+
+    async def settle_webhook(self, message_id: str, holder: str, *, state: WebhookState,
+                             attempts: int, next_at: float, last_error: str | None) -> bool:
+        """Record an attempt's outcome, if `holder` still holds the message: delivered, failed
+        (given up), or pending again at `next_at`. False when the lease was lost."""
+        ...
+
+    async def failed_webhooks(self, limit: int) -> list[WebhookDelivery]:
+        """Messages that gave up, most recent first."""
+        ...
+
+    async def set_task_callback(self, task_id: str, url: str) -> None:
+        """Remember a native create's callback_url for the task."""
+        ...
+
+    async def task_callback(self, task_id: str) -> str | None: ...
+
+
+class GatewayStore(TaskStore, KeyStore, LimitStore, TrackerStore, IdempotencyStore,
+                   WebhookStore, Protocol):
     """What the gateway needs from a backend: tasks, managed keys, limits, tracker leases,
-    Idempotency-Key claims."""
+    Idempotency-Key claims, the webhook outbox."""

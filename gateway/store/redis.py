@@ -22,6 +22,7 @@ Data layout (every key starts with the prefix, ``seedance-gateway:`` unless the 
 * Limits (request counts, reservations, token figures, usage): gateway/store/redis_limits.py.
 * The tracker's due set and leases: gateway/store/redis_tracker.py.
 * Idempotency-Key claims: gateway/store/redis_idempotency.py.
+* The webhook outbox and native callback URLs: gateway/store/redis_webhooks.py.
 
 Writes that must be atomic are Lua scripts or MULTI transactions. The list script also reads
 task hashes named in the set (not passed as KEYS): fine on a standalone Redis, not Cluster.
@@ -55,6 +56,7 @@ from gateway.store.redis_idempotency import RedisIdempotency
 from gateway.store.redis_limits import RedisLimits
 from gateway.store.redis_lua import SCRIPTS
 from gateway.store.redis_tracker import RedisTracker
+from gateway.store.redis_webhooks import RedisWebhooks
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFIX = "seedance-gateway:"
@@ -75,7 +77,7 @@ _FLOATS = frozenset({"gone_suspected_at", "fetched_at"})
 _VERDICT_ATTEMPTS = 10
 
 
-class RedisTaskStore(RedisLimits, RedisTracker, RedisIdempotency):
+class RedisTaskStore(RedisLimits, RedisTracker, RedisIdempotency, RedisWebhooks):
     """A ``GatewayStore`` (tasks, keys, limits, leases) over one ``redis.asyncio`` pool."""
 
     _task_fields = _TASK_FIELDS

@@ -27,14 +27,16 @@ from gateway.store.base import (
 from gateway.store.sqlite_idempotency import IDEMPOTENCY_SCHEMA, SQLiteIdempotency
 from gateway.store.sqlite_limits import LIMITS_SCHEMA, SQLiteLimits
 from gateway.store.sqlite_tracker import TRACKER_COLUMNS, TRACKER_INDEX, SQLiteTracker
+from gateway.store.sqlite_webhooks import WEBHOOKS_SCHEMA, SQLiteWebhooks
 
 # gateway.seedance.regresses, in SQL: a finished task never goes back to queued/running.
 _FINISHED, _UNFINISHED = sql_list(FINISHED_STATUSES), sql_list(UNFINISHED_STATUSES)
 # 2: tracker columns (next_poll_at, lease_holder, lease_until); 3: gone_suspected_at;
-# 4: fetched_at
-SCHEMA_VERSION = 4
+# 4: fetched_at; 5: client_keys.webhook_url, webhook_secret
+SCHEMA_VERSION = 5
 GONE_COLUMN = ("gone_suspected_at", "REAL")  # when the upstream first answered 404, or NULL
 FETCHED_COLUMN = ("fetched_at", "REAL")  # when a replica last asked the upstream, or NULL
+WEBHOOK_KEY_COLUMNS = (("webhook_url", "TEXT"), ("webhook_secret", "TEXT"))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -76,7 +78,9 @@ CREATE TABLE IF NOT EXISTS client_keys (
     disabled INTEGER NOT NULL,
     revoked INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    webhook_url TEXT,
+    webhook_secret TEXT
 );
 """
 
@@ -95,7 +99,7 @@ _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tasks"
 RECORD_CACHE_SIZE = 10_000
 
 
-class SQLiteTaskStore(SQLiteLimits, SQLiteTracker, SQLiteIdempotency):
+class SQLiteTaskStore(SQLiteLimits, SQLiteTracker, SQLiteIdempotency, SQLiteWebhooks):
     def __init__(self, path: str) -> None:
         self._path = path
         self._db: sqlite3.Connection | None = None
@@ -116,7 +120,7 @@ class SQLiteTaskStore(SQLiteLimits, SQLiteTracker, SQLiteIdempotency):
             db.execute("PRAGMA busy_timeout = 5000")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
-            db.executescript(_SCHEMA + LIMITS_SCHEMA + IDEMPOTENCY_SCHEMA)
+            db.executescript(_SCHEMA + LIMITS_SCHEMA + IDEMPOTENCY_SCHEMA + WEBHOOKS_SCHEMA)
             # One opener at a time: worker processes starting together migrate once.
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -324,6 +328,7 @@ class SQLiteTaskStore(SQLiteLimits, SQLiteTracker, SQLiteIdempotency):
 _KEY_COLUMNS = (
     "name", "digest", "prefix", "models", "rpm", "max_in_flight", "daily_tokens",
     "monthly_tokens", "expires_at", "disabled", "revoked", "created_at", "updated_at",
+    "webhook_url", "webhook_secret",
 )
 _SELECT_KEY = f"SELECT {', '.join(_KEY_COLUMNS)} FROM client_keys"
 
@@ -349,6 +354,10 @@ def _migrate(db: sqlite3.Connection, version: int) -> None:
     for name, kind in added:
         if name not in have:
             db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+    have_keys = {row[1] for row in db.execute("PRAGMA table_info(client_keys)")}
+    for name, kind in WEBHOOK_KEY_COLUMNS if version < 5 else ():
+        if name not in have_keys:
+            db.execute(f"ALTER TABLE client_keys ADD COLUMN {name} {kind}")
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 

@@ -48,7 +48,8 @@ def _admin(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
         admin_keys: AdminKeys = request.app.state.admin_keys
         actor = admin_keys.actor(request.headers.get("authorization"))
         lifecycle = KeyLifecycle(services.store, services.config.client_keys, services.clock,
-                                 catalogue=services.catalogue)
+                                 catalogue=services.catalogue,
+                                 allow_private=services.config.webhooks.allow_private)
         response = await handler(request, lifecycle, actor)
         if request.method != "GET":
             services.client_keys.forget_stored()  # this replica sees the change at once
@@ -91,6 +92,24 @@ async def rotate_key(request: Request, keys: KeyLifecycle, actor: str) -> Respon
     return json_response(await keys.rotate(request.path_params["name"], actor=actor))
 
 
+async def rotate_webhook_secret(request: Request, keys: KeyLifecycle, actor: str) -> Response:
+    return json_response(await keys.rotate_webhook_secret(request.path_params["name"],
+                                                          actor=actor))
+
+
+async def webhook_secret(request: Request, keys: KeyLifecycle, actor: str) -> Response:
+    return json_response(await keys.webhook_secret(request.path_params["name"], actor=actor))
+
+
+async def failed_webhooks(request: Request, keys: KeyLifecycle, actor: str) -> Response:
+    """Webhook messages that gave up after every retry (never their bodies' secrets: none)."""
+    failed = await services_of(request).store.failed_webhooks(100)
+    return json_response({"object": "list", "data": [
+        {"id": d.message_id, "kind": d.kind, "key": d.owner, "task_id": d.task_id,
+         "url": d.url, "attempts": d.attempts, "last_error": d.last_error,
+         "created_at": int(d.created_at), "failed_at": int(d.next_at)} for d in failed]})
+
+
 async def usage(request: Request, keys: KeyLifecycle, actor: str) -> Response:
     services = services_of(request)
     params = request.query_params
@@ -110,5 +129,9 @@ def routes() -> list[Route]:
         Route(keys + "/{name}", _admin(update_key), methods=["PATCH"]),
         Route(keys + "/{name}", _admin(revoke_key), methods=["DELETE"]),
         Route(keys + "/{name}/rotate", _admin(rotate_key), methods=["POST"]),
+        Route(keys + "/{name}/rotate-webhook-secret", _admin(rotate_webhook_secret),
+              methods=["POST"]),
+        Route(keys + "/{name}/webhook-secret", _admin(webhook_secret), methods=["GET"]),
+        Route(PREFIX + "/webhooks/failed", _admin(failed_webhooks), methods=["GET"]),
     ]
 

@@ -23,6 +23,8 @@ from starlette.types import Receive, Scope, Send
 from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.observability.logs import get_logger
 from gateway.observability.middleware import note
+from gateway.results.links import FILE_NAMES
+from gateway.results.serving import archived_file
 from gateway.services import caller_of, request_id_of, services_of
 from gateway.store.base import TaskRecord
 from gateway.surfaces.http import error_response, with_errors
@@ -32,6 +34,7 @@ from gateway.upstream import UpstreamFile
 from gateway.upstream.files import FileTruncated
 
 VARIANT_URLS = {"video": "video_url", "thumbnail": "last_frame_url"}
+ARCHIVED_NAMES = {variant: FILE_NAMES[field] for variant, field in VARIANT_URLS.items()}
 FORWARDED_REQUEST_HEADERS = ("range", "if-range")
 EXPIRED_STATUSES = (401, 403, 404, 410)  # what object stores answer for a stale signature
 RELAYED_STATUSES = (200, 206, 304)
@@ -111,6 +114,13 @@ async def video_content(request: Request) -> Response:
         raise GatewayError(400, "invalid_value", "variant must be one of video, thumbnail, "
                            "spritesheet.", param="variant")
     headers = {k: v for k in FORWARDED_REQUEST_HEADERS if (v := request.headers.get(k))}
+    if services.archive is not None and record.status == "succeeded":
+        manifest = await services.archive.archived(record.task_id)
+        if manifest is not None:  # served by the gateway itself, the upstream is not asked
+            served = await archived_file(services.archive, request, manifest,
+                                         ARCHIVED_NAMES[variant], "openai")
+            if served is not None:
+                return served
 
     # The record answers while its URLs are not about to expire (gateway/tasks/freshness.py).
     polled = await tasks.poll(services, record, request_id=request_id_of(request),

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from gateway.errors import GatewayError, model_not_found
 from gateway.observability.middleware import is_sane_id
+from gateway.results import serving as results_serving
 from gateway.services import caller_of, request_id_of, services_of
 from gateway.store.base import ARK_RETENTION_SECONDS, ListQuery, TaskRecord
 from gateway.surfaces.http import (
@@ -25,6 +26,7 @@ from gateway.tasks import pipeline as tasks
 from gateway.tasks.idempotency import REPLAYED_HEADER, idempotency_key
 from gateway.translate.seedance_validation import parse_list_params, require_model
 from gateway.upstream import UpstreamReply
+from gateway.webhooks.callbacks import take_callback
 
 PREFIX = "/api/v3/contents/generations/tasks"
 
@@ -56,7 +58,9 @@ async def create_task(request: Request) -> Response:
     spec = services.catalogue.resolve(name)
     if spec is None:
         raise model_not_found(name)
-    passthrough = spec.upstream_model == name  # the caller's bytes go upstream as they are
+    # The gateway delivers callbacks itself (signed): Ark never sees the URL.
+    callback = await take_callback(services, identity.name, body)
+    passthrough = spec.upstream_model == name and callback is None  # caller's bytes as they are
     body["model"] = spec.upstream_model
     new_task = tasks.NewTask(spec=spec, body=body, surface="native",
                              prompt=tasks.first_prompt(body), raw=raw if passthrough else None,
@@ -66,6 +70,8 @@ async def create_task(request: Request) -> Response:
                                      request_id=_client_request_id(request))
     except tasks.UpstreamError as error:
         return _forward_error(request, error)
+    if callback is not None:
+        await services.store.set_task_callback(created.record.task_id, callback)
     headers = _reply_headers(request, created.reply)
     if created.replayed:
         headers.update(REPLAYED_HEADER)
@@ -76,6 +82,10 @@ async def get_task(request: Request) -> Response:
     services = services_of(request)
     identity = await caller_of(request, services)
     record = await tasks.owned(services, identity, request.path_params["task_id"])
+    if services.archive is not None:  # archived: the archive's links, no upstream call
+        archived = await results_serving.native_body(services.archive, request, record)
+        if archived is not None:
+            return raw_json_response(archived, 200, _reply_headers(request, None))
     try:
         polled = await tasks.poll(services, record, request_id=_client_request_id(request),
                                   surface="native")
@@ -111,7 +121,11 @@ async def list_tasks(request: Request) -> Response:
         created_after=int(services.clock()) - ARK_RETENTION_SECONDS,  # as Ark lists
     )
     records, total = await services.store.list(query)
-    return json_response({"items": [ark_task_view(r) for r in records], "total": total},
+    items = [ark_task_view(r) for r in records]
+    if services.archive is not None:
+        items = [await results_serving.native_view(services.archive, request, r, item)
+                 for r, item in zip(records, items, strict=True)]
+    return json_response({"items": items, "total": total},
                          headers=_reply_headers(request, None))
 
 

@@ -11,9 +11,13 @@ from typing import Any
 
 from gateway.services import Services
 from gateway.store.base import TaskRecord
+from gateway.webhooks.outbox import enqueue_finished
 
 
 async def task_finished(services: Services, record: TaskRecord, task: dict[str, Any]) -> None:
     """`record` already holds the finished status and the upstream's answer (`task`)."""
     # Followers are added here, one line each.
+    await enqueue_finished(services, record, task)  # webhooks: the owner's event, callback
+    if services.archive is not None:  # the result archive: copies it in the background
+        await services.archive.task_finished(record)
     return None

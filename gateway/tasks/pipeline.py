@@ -33,6 +33,7 @@ from gateway.tasks.lost_creates import Adopted, id_reply
 from gateway.tasks.polls import Polled, poll, refresh  # a poll (GET) of a task, coalesced
 from gateway.translate.seedance_validation import validate_create
 from gateway.upstream import UpstreamReply
+from gateway.webhooks.ark_callbacks import with_ark_callback  # the optional fast path
 
 __all__ = ["Created", "NewTask", "Polled", "UpstreamError", "admit", "cancel", "create",
            "owned", "poll", "refresh"]
@@ -104,7 +105,7 @@ async def create(services: Services, identity: ClientIdentity, task: NewTask, *,
         # A lost earlier attempt's task, found upstream, is taken instead of creating another.
         adopted = None if claim is None else await claim.recover(task, request_id=request_id)
         origin: Adopted | dispatch.Sent = adopted or await dispatch.send_create(
-            services, task, request_id=request_id)
+            services, with_ark_callback(services, identity.name, task), request_id=request_id)
     except BaseException as error:
         # No task to wait for: give the slot and the tokens back. (A create whose answer was
         # lost may still exist upstream: only a retry with an Idempotency-Key looks for it.)
@@ -155,6 +156,9 @@ async def owned(services: Services, identity: ClientIdentity, task_id: str, *,
     record = await services.store.get(task_id, identity.name)
     if record is None:
         raise missing(task_id)
+    if services.archive is not None and record.terminal \
+            and services.archive.aged_out(record.created_at):
+        raise missing(task_id)  # past results.retention_days: forgotten, as Ark forgets
     note(task_id=task_id, model=record.model)
     return record
 

@@ -1,0 +1,1 @@
+"""Signed webhooks (Standard Webhooks): events for finished tasks, a durable outbox, delivery."""
