@@ -80,6 +80,7 @@ def start_replicas(tmp_path: Path, start_simulator: SimulatorFactory, redis_pref
             "client_keys": [{"name": "alice", "secret": "${ALICE_KEY}"},
                             {"name": "bob", "secret": "${BOB_KEY}"}],
             "store": {"url": redis_url(redis_prefix)},
+            "results": {"store": f"file://{tmp_path}/results"},  # shared by both replicas
             "openai": {"poll_after_ms": 100},
             "tracker": {"enabled": False},  # only the tracker tests turn it on
             **(extra or {}),
