@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.config import Config, build_catalogue
+from gateway.catalog import build_catalogue
+from gateway.config import Config
 from gateway.errors import GatewayError, Surface
 from gateway.keys.auth import ClientKeys
 from gateway.keys.policy import Policy

@@ -15,8 +15,8 @@ from starlette.applications import Starlette
 
 from gateway import __version__
 from gateway.app import create_app
-from gateway.catalog import OPENAI_ALIASES, RESELLER_ALIASES
-from gateway.config import Config, build_catalogue
+from gateway.catalog import OPENAI_ALIASES, RESELLER_ALIASES, build_catalogue
+from gateway.config import Config
 from gateway.keys.cli import add_keys_parser, add_usage_parser, load_or_exit
 from gateway.observability.logs import LEVELS, configure_logging
 from gateway.secrets import mask, masked_url

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import ssl
@@ -22,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.catalog import CUSTOM_FAMILY, PRESETS, Catalogue, ModelSpec, preset_models
+from gateway.catalog import PRESETS, build_catalogue
 from gateway.secrets import resolve_secret, resolve_url, url_secrets
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
@@ -353,54 +352,6 @@ class Config(_Frozen):
             if upstream.name == name:
                 return upstream
         raise KeyError(name)
-
-
-def build_catalogue(config: Config) -> Catalogue:
-    upstream_names = {u.name for u in config.upstreams}
-    # A preset model name two upstreams share goes to the first by priority (a stable sort:
-    # ties keep the config order); the other takes its creates over (Catalogue.fallbacks).
-    by_priority = sorted(config.upstreams, key=lambda u: u.priority)
-    specs: dict[str, ModelSpec] = {}
-    for upstream in by_priority:
-        for spec in preset_models(upstream.preset, upstream.name):
-            specs.setdefault(spec.name, spec)
-    for override in config.models.overrides:
-        fields = override.model_dump(exclude_none=True)
-        if fields.get("upstream", None) not in (None, *upstream_names):
-            raise ValueError(f"model {override.name!r}: unknown upstream {fields['upstream']!r}")
-        base = specs.get(override.name)
-        if base is None:
-            missing = {"upstream", "upstream_model", "resolutions"} - fields.keys()
-            if missing:
-                raise ValueError(
-                    f"model {override.name!r} is new, so it needs {', '.join(sorted(missing))}"
-                )
-            fields.setdefault("family", CUSTOM_FAMILY)
-            specs[override.name] = ModelSpec(**fields)
-        else:
-            specs[override.name] = ModelSpec(**{**_spec_fields(base), **fields})
-    return Catalogue(specs.values(), config.models.aliases,
-                     offers=_offers(by_priority, list(specs.values())))
-
-
-def _offers(upstreams: list[UpstreamConfig],
-            specs: list[ModelSpec]) -> list[dict[str, ModelSpec]]:
-    """Per upstream, by priority: the model it serves each family as. Its catalogue model
-    (overrides applied) when it has one, else its preset's, under that upstream's own id."""
-    offers = []
-    for upstream in upstreams:
-        offer: dict[str, ModelSpec] = {}
-        for spec in specs:
-            if spec.upstream == upstream.name:
-                offer.setdefault(spec.family, spec)
-        for spec in preset_models(upstream.preset, upstream.name):
-            offer.setdefault(spec.family, spec)
-        offers.append(offer)
-    return offers
-
-
-def _spec_fields(spec: ModelSpec) -> dict[str, Any]:
-    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
 
 
 class ConfigError(Exception):

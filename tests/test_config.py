@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import trustme
 
-from gateway.config import ConfigError, build_catalogue, load_config, parse_config
+from gateway.catalog import build_catalogue
+from gateway.config import ConfigError, load_config, parse_config
 
 ENV = {"ARK_API_KEY": "fake-ark-key-1", "GATEWAY_KEY_ALICE": "fake-alice-1"}
 EXAMPLE = Path(__file__).parent.parent / "config.example.yaml"

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from gateway.config import Config, build_catalogue, parse_config
+from gateway.catalog import build_catalogue
+from gateway.config import Config, parse_config
 from gateway.observability.metrics import PREFIX, Metrics
 from gateway.observability.middleware import is_sane_id
 from gateway.surfaces import downloads

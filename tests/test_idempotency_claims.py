@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.store import open_store
-from gateway.store.base import IdempotencyClaim
+from gateway.store.followups import IdempotencyClaim
 
 
 @pytest.mark.anyio

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import build_catalogue, parse_config
+from gateway.catalog import build_catalogue
+from gateway.config import parse_config
 from gateway.observability.metrics import Metrics
 from gateway.upstream.keypool import KeyPool, rest_seconds
 from tests.servers import FAKE_ALICE_KEY, FAKE_UPSTREAM_KEY

@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from gateway.config import Config, ConfigError, build_catalogue, load_config
+from gateway.catalog import build_catalogue
+from gateway.config import Config, ConfigError, load_config
 from gateway.errors import GatewayError
 from gateway.keys.lifecycle import KeyLifecycle, usage_report
 from gateway.store import GatewayStore, open_store

@@ -21,7 +21,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from gateway.store.base import ClaimEnd, IdempotencyClaim
+from gateway.store.followups import ClaimEnd, IdempotencyClaim
 
 _FIELDS = ("fingerprint", "state", "holder", "lease_until", "started_at", "expires_at",
            "failed_at", "task_id", "upstream_key")

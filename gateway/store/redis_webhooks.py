@@ -21,7 +21,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from gateway.store.base import WebhookDelivery, WebhookState
+from gateway.store.followups import WebhookDelivery, WebhookState
 
 KEEP_SECONDS = 30 * 86400
 _FIELDS = ("message_id", "owner", "task_id", "kind", "url", "body", "created_at", "next_at",

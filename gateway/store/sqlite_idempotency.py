@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from gateway.store.base import ClaimEnd, IdempotencyClaim
+from gateway.store.followups import ClaimEnd, IdempotencyClaim
 
 IDEMPOTENCY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS idempotency_claims (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from gateway.store.base import WebhookDelivery, WebhookState
+from gateway.store.followups import WebhookDelivery, WebhookState
 
 WEBHOOKS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhook_outbox (

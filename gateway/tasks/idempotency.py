@@ -28,7 +28,8 @@ import orjson
 from gateway.errors import GatewayError, Surface, not_found_task
 from gateway.observability.logs import get_logger
 from gateway.services import Services
-from gateway.store.base import IdempotencyClaim, TaskRecord
+from gateway.store.base import TaskRecord
+from gateway.store.followups import IdempotencyClaim
 from gateway.tasks.lost_creates import Adopted, find_lost_create, searched_specs
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ import aiohttp
 
 from gateway.observability.logs import get_logger
 from gateway.services import Services
-from gateway.store.base import WebhookDelivery, WebhookState
+from gateway.store.followups import WebhookDelivery, WebhookState
 from gateway.webhooks import signing
 from gateway.webhooks.addresses import PrivateAddress, PublicResolver, check_public
 from gateway.webhooks.outbox import key_webhook

@@ -14,7 +14,8 @@ import orjson
 
 from gateway.observability.logs import get_logger
 from gateway.services import Services
-from gateway.store.base import TaskRecord, WebhookDelivery
+from gateway.store.base import TaskRecord
+from gateway.store.followups import WebhookDelivery
 
 # Ark's final statuses → OpenAI's event types.
 EVENT_TYPES = {"succeeded": "video.completed", "failed": "video.failed",
