@@ -23,6 +23,7 @@ from gateway.results.links import FILE_NAMES
 from gateway.services import services_of
 from gateway.store.base import TaskRecord
 from gateway.surfaces.http import error_response, with_errors
+from gateway.tasks.answers import stored_task
 
 MEDIA_TYPES = {"video.mp4": "video/mp4", "last_frame.png": "image/png"}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -139,13 +140,9 @@ async def native_body(archive: Archiver, request: Request, record: TaskRecord) -
         return None
     if await archive.archived(record.task_id) is None:
         return None
-    try:
-        task = orjson.loads(record.task_json)
-    except orjson.JSONDecodeError:
+    task = stored_task(record)
+    if task is None:
         return None
-    if not isinstance(task, dict):
-        return None
-    task["status"] = record.status
     return orjson.dumps(await native_view(archive, request, record, task))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import orjson
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -26,6 +25,7 @@ from gateway.surfaces.http import (
     with_errors,
 )
 from gateway.tasks import pipeline as tasks
+from gateway.tasks.answers import stored_task
 from gateway.tasks.idempotency import REPLAYED_HEADER, idempotency_key
 from gateway.translate.openai_form import unflatten_form
 from gateway.translate.openai_request import UploadedFile, translate_create
@@ -190,19 +190,6 @@ def _list_limit(raw: str | None) -> int:
         raise GatewayError(400, "invalid_value",
                            f"limit must be an integer from 0 to {MAX_LIST_LIMIT}.", param="limit")
     return int(raw)
-
-
-def stored_task(record: TaskRecord) -> dict[str, Any] | None:
-    if record.task_json is None:
-        return None
-    try:
-        task = orjson.loads(record.task_json)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(task, dict):
-        return None
-    task["status"] = record.status  # a cancel the stored body predates
-    return task
 
 
 async def delete_video(request: Request) -> Response:

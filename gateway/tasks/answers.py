@@ -151,3 +151,18 @@ def with_status(task_json: bytes | None, status: str, now: int) -> bytes:
         task = {}
     task.update(status=status, updated_at=now)
     return orjson.dumps(task)
+
+
+def stored_task(record: TaskRecord) -> dict[str, Any] | None:
+    """The upstream's last answer for the task as an object, with the record's status (a
+    cancel the stored body predates); None when there is none or it is not a task."""
+    if record.task_json is None:
+        return None
+    try:
+        task = orjson.loads(record.task_json)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(task, dict):
+        return None
+    task["status"] = record.status
+    return task
