@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from archive import run_archive
 from download import run_download
 from gateways import openai_create_once
 from loadgen import RequestMaker, http_request
@@ -98,5 +99,7 @@ SCENARIOS: dict[str, Scenario] = {
                  build_openai_create),
         Scenario("download", "200 MiB GET /v1/videos/{id}/content vs the signed URL", None,
                  run=run_download),
+        Scenario("archive", "200 MiB archive copy into a file:// store vs a direct download",
+                 None, run=run_archive),
     )
 }

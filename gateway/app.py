@@ -24,13 +24,14 @@ from gateway.keys.policy import Policy
 from gateway.observability.logs import flush_logs
 from gateway.observability.metrics import Metrics
 from gateway.observability.middleware import ObservabilityMiddleware
+from gateway.openapi import openapi_routes
 from gateway.results import serving as results_serving
 from gateway.results.archiver import Archiver
 from gateway.results.stores import open_results
 from gateway.services import Services
 from gateway.store import open_store
 from gateway.store.base import GatewayStore
-from gateway.surfaces import admin, downloads, native, videos
+from gateway.surfaces import admin, console, downloads, me, models, native, videos
 from gateway.surfaces.http import error_response, json_response
 from gateway.tasks.tracker import TaskTracker
 from gateway.upstream import Upstream
@@ -54,6 +55,7 @@ def create_app(
     catalogue = build_catalogue(config)
     store_ = store if store is not None else open_store(config.store.url.get_secret_value())
     metrics = Metrics(catalogue.names(), registry)
+    metrics.price_series((k.name for k in config.client_keys), config.prices.currency)
     services = Services(
         config=config,
         catalogue=catalogue,
@@ -105,10 +107,13 @@ def create_app(
             await services.store.close()
             flush_logs()
 
+    served = [*native.routes(), *downloads.routes(), *videos.routes(), *models.routes(),
+              *me.routes(),
+              *admin.routes(), *results_serving.routes(), *ark_callbacks.routes(),
+              *_operations_routes(config)]
     app = Starlette(
-        routes=[*native.routes(), *downloads.routes(), *videos.routes(), *admin.routes(),
-                *results_serving.routes(), *ark_callbacks.routes(),
-                *_operations_routes(config)],
+        # The console is HTML for people, not an API: outside the OpenAPI document.
+        routes=[*served, *openapi_routes(served, models=catalogue.names()), *console.routes()],
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
     )
@@ -156,7 +161,9 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     """Unknown paths and wrong methods, in the envelope of the surface they were aimed at."""
     assert isinstance(exc, HTTPException)
     # /admin answers in OpenAI's envelope, like its handlers.
-    surface: Surface = "openai" if request.url.path.startswith(("/v1/", "/admin/")) else "native"
+    path = request.url.path
+    surface: Surface = ("openai" if path.startswith(("/v1/", "/admin/")) or path == me.PATH
+                        else "native")
     if exc.status_code == 405:
         error = GatewayError(405, "MethodNotAllowed",
                              f"{request.method} is not supported on {request.url.path}.")

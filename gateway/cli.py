@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
-import socket
+import sys
 import tempfile
 from collections.abc import Sequence
 
 from prometheus_client import disable_created_metrics
-from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from gateway import __version__
 from gateway.app import create_app
-from gateway.catalog import OPENAI_ALIASES, RESELLER_ALIASES, build_catalogue
-from gateway.config import Config
+from gateway.catalog import build_catalogue
+from gateway.config import ARK_API_PATH, Config
+from gateway.demo import add_demo_parser
 from gateway.keys.cli import add_keys_parser, add_usage_parser, load_or_exit
 from gateway.observability.logs import LEVELS, configure_logging
 from gateway.secrets import mask, masked_url
-from gateway.server import raise_open_files_limit, run, run_with_simulator
+from gateway.server import CannotListen, listen, raise_open_files_limit, run
 from gateway.simulator import SimulatorSettings, create_simulator_app
 
 
@@ -49,8 +48,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # written there and /metrics adds them up.
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
                               tempfile.mkdtemp(prefix="seedance-gateway-metrics-"))
+    try:
+        sock = listen(host, port)
+    except CannotListen as exc:
+        print(f"seedance-gateway serve: {exc}", file=sys.stderr, flush=True)
+        return 1
     raise_open_files_limit()
-    run(AppFactory(config, log_level=args.log_level), host=host, port=port, workers=workers,
+    run(AppFactory(config, log_level=args.log_level), sock=sock, workers=workers,
         factory=True, limits=config.server)
     return 0
 
@@ -58,98 +62,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     keys = tuple(args.upstream_key) if args.upstream_key else ("sim-upstream-key",)
     settings = SimulatorSettings(upstream_keys=keys, delay=args.delay)
+    try:
+        sock = listen(args.host, args.port)
+    except CannotListen as exc:
+        print(f"seedance-gateway simulate: {exc}", file=sys.stderr, flush=True)
+        return 1
     print(f"Seedance simulator on http://{args.host}:{args.port}/api/v3 "
           f"(upstream keys: {', '.join(keys)})", flush=True)
-    run(create_simulator_app(settings), host=args.host, port=args.port)
+    run(create_simulator_app(settings), sock=sock)
     return 0
-
-
-def demo_config(
-    args: argparse.Namespace, client_keys: Sequence[str], upstream_url: str
-) -> tuple[Config, str]:
-    """A complete config for the demo: embedded simulator (or --upstream-url), SQLite."""
-    upstream_key = args.upstream_key or secrets.token_urlsafe(24)
-    data = {
-        "server": {"host": args.host, "port": args.port},
-        "upstreams": [{
-            "name": "ark", "preset": "volcengine", "base_url": upstream_url,
-            "keys": [{"name": "demo", "secret": SecretStr(upstream_key)}],
-            # The embedded simulator is on this machine: a proxy from the environment could
-            # not reach it.
-            "env_proxy": args.upstream_url is not None,
-        }],
-        "models": {"aliases": {**RESELLER_ALIASES, **OPENAI_ALIASES}},
-        "client_keys": [
-            {"name": f"member-{i}", "secret": SecretStr(key)}
-            for i, key in enumerate(client_keys, start=1)
-        ],
-        "store": {"url": SecretStr(args.store)},  # a command-line value, not a file's
-        "admin": {"keys": [{"name": "demo-admin", "secret": SecretStr(args.admin_key)}]
-                  if args.admin_key else []},
-    }
-    return Config.model_validate(data, context={"env": {}}), upstream_key
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    client_keys = args.client_key or [f"sgw-demo-{secrets.token_urlsafe(12)}"]
-    # The embedded simulator gets its own loopback port, so the gateway's metrics and access
-    # log show gateway traffic only.
-    sim_socket = None if args.upstream_url else _loopback_socket()
-    upstream_url = args.upstream_url or (
-        f"http://127.0.0.1:{_port(sim_socket)}/api/v3")
-    config, upstream_key = demo_config(args, client_keys, upstream_url)
-    base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
-    print(_demo_banner(base, client_keys, simulated=sim_socket is not None,
-                       admin_key=args.admin_key), flush=True)
-    raise_open_files_limit()
-    app = AppFactory(config, log_level=args.log_level)
-    if sim_socket is None:
-        run(app, host=args.host, port=args.port, factory=True, limits=config.server)
-        return 0
-    settings = SimulatorSettings(upstream_keys=(upstream_key,), delay=args.sim_delay)
-    run_with_simulator(app, create_simulator_app(settings), sim_socket, host=args.host,
-                       port=args.port, limits=config.server)
-    return 0
-
-
-def _port(sock: socket.socket | None) -> int:
-    assert sock is not None
-    port: int = sock.getsockname()[1]
-    return port
-
-
-def _loopback_socket() -> socket.socket:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-def _demo_banner(base: str, client_keys: Sequence[str], *, simulated: bool,
-                 admin_key: str | None = None) -> str:
-    key = client_keys[0]
-    upstream = "the embedded Seedance simulator" if simulated else "the given upstream"
-    lines = [
-        f"seedance-gateway {__version__} demo, upstream: {upstream}",
-        f"  base URL:     {base}",
-        *(f"  client key {i}: {k}" for i, k in enumerate(client_keys, start=1)),
-        *([f"  admin key:    {admin_key}   (POST {base}/admin/keys, GET {base}/admin/usage)"]
-          if admin_key else []),
-        "",
-        "Native (Ark) API with curl:",
-        f"  curl -s {base}/api/v3/contents/generations/tasks \\",
-        f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\",
-        "    -d '{\"model\": \"doubao-seedance-2.0\", \"content\": "
-        "[{\"type\": \"text\", \"text\": \"a cat in the sun\"}], \"duration\": 5}'",
-        "",
-        "Volcengine Ark SDK (pip install volcengine-ark-runtime):",
-        "  from volcenginesdkarkruntime import Ark",
-        f"  client = Ark(base_url=\"{base}/api/v3\", api_key=\"{key}\")",
-        "  task = client.content_generation.tasks.create(model=\"doubao-seedance-2-0-260128\",",
-        "      content=[{\"type\": \"text\", \"text\": \"a cat in the sun\"}])",
-        "  print(client.content_generation.tasks.get(task_id=task.id).status)",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -158,6 +79,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  store: {masked_url(config.store.url.get_secret_value())}")
     for upstream in config.upstreams:
         keys = ", ".join(f"{k.name}={mask(k.secret)}" for k in upstream.keys)
+        if upstream.api_path_added:
+            print(f"  upstream {upstream.name}: base_url names no path; {ARK_API_PATH} added, "
+                  "where Ark's API lives")
         print(f"  upstream {upstream.name}: {upstream.base_url} (preset {upstream.preset}, "
               f"priority {upstream.priority}, "
               f"validation {'on' if upstream.validation else 'off'}, keys: {keys})")
@@ -201,16 +125,7 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--delay", type=float, default=3.0, metavar="SECONDS")
     sim.set_defaults(func=cmd_simulate)
 
-    demo = sub.add_parser("demo", help="gateway + embedded simulator, no config file needed")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8080)
-    demo.add_argument("--client-key", action="append", metavar="KEY")
-    demo.add_argument("--upstream-url", metavar="URL")
-    demo.add_argument("--upstream-key", metavar="KEY")
-    demo.add_argument("--store", default="sqlite:///seedance-gateway-demo.db", metavar="URL")
-    demo.add_argument("--sim-delay", type=float, default=3.0, metavar="SECONDS")
-    demo.add_argument("--admin-key", metavar="KEY", help="enables /admin/* with this key")
-    demo.set_defaults(func=cmd_demo)
+    add_demo_parser(sub)
 
     add_keys_parser(sub)
     add_usage_parser(sub)

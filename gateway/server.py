@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import socket
+from collections.abc import Generator
 from typing import Any
 
 import uvicorn
@@ -91,27 +93,71 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def run(app: Any, *, host: str, port: int, workers: int = 1, factory: bool = False,
+class CannotListen(Exception):
+    """The address is taken or not this machine's: one line for the operator, no traceback."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Binds the listening socket before anything else happens, so a busy port is reported
+    before a banner, a key or a log line claims the server is up."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise CannotListen(f"cannot listen on {host}:{port}: {reason.lower()}") from None
+    sock.set_inheritable(True)  # --workers N processes serve it
+    return sock
+
+
+def run(app: Any, *, sock: socket.socket, workers: int = 1, factory: bool = False,
         limits: ServerConfig | None = None) -> None:
+    host, port = sock.getsockname()[:2]
     config = UvicornConfig(app, limits=limits, host=host, port=port, workers=workers,
                            factory=factory)
     if workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-    else:
-        uvicorn.Server(config).run()
+        Multiprocess(config, sockets=[sock]).run()
+        return
+    # uvicorn re-raises the SIGINT it handled once it has shut down: Ctrl-C is not an error.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[sock])
 
 
-def run_with_simulator(app: Any, simulator: Any, simulator_socket: socket.socket, *, host: str,
-                       port: int, limits: ServerConfig | None = None) -> None:
-    """The demo: the gateway (an app factory) and its embedded simulator on one event loop."""
+class EmbeddedServer(uvicorn.Server):
+    """A second server on the gateway's loop (the demo's simulator): it leaves the process's
+    signals to the gateway's server, which stops it when it stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def run_with_simulator(app: Any, simulator: Any, simulator_socket: socket.socket, *,
+                       sock: socket.socket, limits: ServerConfig | None = None) -> None:
+    """The demo: the gateway (an app factory) and its embedded simulator on one event loop.
+
+    `POST /_sim/stop` on the simulator stops it alone (`app.state.stop`): the gateway keeps
+    serving what it archived, as it would with an upstream that is down.
+    """
+    host, port = sock.getsockname()[:2]
     gateway = uvicorn.Server(UvicornConfig(app, limits=limits, host=host, port=port,
                                            factory=True))
-    upstream = uvicorn.Server(UvicornConfig(simulator))
+    upstream = EmbeddedServer(UvicornConfig(simulator))
+    simulator.state.stop = lambda: setattr(upstream, "should_exit", True)
 
     async def both() -> None:
-        await asyncio.gather(upstream.serve(sockets=[simulator_socket]), gateway.serve())
+        simulating = asyncio.create_task(upstream.serve(sockets=[simulator_socket]))
+        try:
+            await gateway.serve(sockets=[sock])
+        finally:
+            upstream.should_exit = True
+            await simulating
 
-    asyncio.run(both())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(both())
 
 
 def raise_open_files_limit() -> None:

@@ -153,3 +153,24 @@ class CliProcess:
         if self.trap is not None:
             self.trap.scan("the gateway's output", self.log_path.read_bytes())
             assert not self.trap.findings, "\n".join(self.trap.findings)
+
+
+class RestartableGateway:
+    """`python -m gateway serve` on one config file and one port, started again (after a
+    kill -9, say) on the same store: `start("first.log")`, then `start("second.log")`."""
+
+    def __init__(self, folder: Path, config: Mapping[str, Any], env: Mapping[str, str]) -> None:
+        import yaml
+
+        self.folder = folder
+        self.path = folder / "config.yaml"
+        self.path.write_text(yaml.safe_dump(dict(config)))
+        self.env = {"UPSTREAM_KEY": FAKE_UPSTREAM_KEY, "ALICE_KEY": FAKE_ALICE_KEY,
+                    "BOB_KEY": FAKE_BOB_KEY, **env}
+        self.port = free_port()
+
+    def start(self, log: str) -> CliProcess:
+        process = CliProcess(["serve", "--config", str(self.path), "--port", str(self.port)],
+                             port=self.port, log=self.folder / log, env=self.env)
+        process.wait_ready("/readyz")
+        return process

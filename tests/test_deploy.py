@@ -52,6 +52,8 @@ FAKE_ENV = {
     "GATEWAY_KEY_ALICE": "fake-client-key-for-tests",
     "METRICS_BEARER": "fake-metrics-token-for-tests",
     "GATEWAY_ADMIN_KEY": "fake-admin-key-for-tests",
+    # Not a secret: the value kubernetes/replicas/secret.example.yaml gives (test_overlay_secrets).
+    "REDIS_URL": "redis://seedance-gateway-redis:6379/0",
 }
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 METRIC_NAME = re.compile(rf"\b{PREFIX}_[A-Za-z0-9_]+")
@@ -360,8 +362,14 @@ K8S_KINDS = {
     "pvc.yaml": ("v1", "PersistentVolumeClaim"),
     "hpa.yaml": ("autoscaling/v2", "HorizontalPodAutoscaler"),
     "pdb.yaml": ("policy/v1", "PodDisruptionBudget"),
+    "ingress.yaml": ("networking.k8s.io/v1", "Ingress"),
+    "servicemonitor.yaml": ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    "prometheusrule.yaml": ("monitoring.coreos.com/v1", "PrometheusRule"),
     "kustomization.yaml": ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
 }
+# The base's resources outside base/: the dashboard ConfigMap, generated from the JSON file
+# (tests/test_deploy_kubernetes.py checks what the rendered installs hold).
+K8S_BASE_FOREIGN = {"../../grafana": ("v1", "ConfigMap")}
 
 
 def test_k8s_kinds_and_api_versions() -> None:
@@ -383,8 +391,9 @@ def test_k8s_top_level_kustomization_is_the_base() -> None:
 
 def test_kustomization_lists_every_manifest_but_the_secret_template() -> None:
     resources = k8s("kustomization.yaml")["resources"]
-    assert sorted(resources) == sorted(K8S_KINDS.keys() - {"kustomization.yaml",
-                                                           "secret.example.yaml"})
+    assert sorted(resources) == sorted((K8S_KINDS.keys() | K8S_BASE_FOREIGN.keys())
+                                       - {"kustomization.yaml", "secret.example.yaml"})
+    assert (K8S_BASE / "../../grafana").resolve() == DASHBOARD.parent.parent
 
 
 def test_deployment_probes_and_ports() -> None:
@@ -484,7 +493,7 @@ def test_kustomize_builds() -> None:
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(result.stdout))
-    assert kinds == sorted(kind for name, (_, kind) in K8S_KINDS.items()
+    assert kinds == sorted(kind for name, (_, kind) in (K8S_KINDS | K8S_BASE_FOREIGN).items()
                            if name not in ("kustomization.yaml", "secret.example.yaml"))
 
 
@@ -1048,7 +1057,10 @@ def test_overlay_secrets() -> None:
     assert secret["metadata"]["name"] == k8s("secret.example.yaml")["metadata"]["name"]
     assert k8s("secret.example.yaml")["stringData"].keys() <= secret["stringData"].keys()
     for key, value in secret["stringData"].items():
-        assert "REPLACE_ME" in value, key
+        if key == "REDIS_URL":  # the overlay's own Redis (no password): works as given
+            assert value == FAKE_ENV["REDIS_URL"]
+        else:
+            assert "REPLACE_ME" in value, key
     (patched,) = overlay("deployment-patch.yaml")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in [*container()["env"],
                                                                *patched["env"]]}

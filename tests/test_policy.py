@@ -122,7 +122,8 @@ def test_budget_settles_from_estimate_to_the_real_bill(
     first = create(gateway, key, "native", duration=10)
     assert first.status_code == 200
     held = httpx.get(f"{gateway.url}/admin/usage", headers=ADMIN, params={"key": "henry"}).json()
-    assert held["totals"] == [{"key": "henry", "tasks": 1, "tokens": estimate_10s}]
+    assert held["totals"] == [{"key": "henry", "tasks": 1, "tokens": estimate_10s,
+                               "cost": None}]
     assert create(gateway, key, "native", duration=5).status_code == 429  # estimate held
 
     deadline = time.monotonic() + 10
@@ -143,7 +144,7 @@ def test_budget_settles_from_estimate_to_the_real_bill(
         assert time.monotonic() < deadline
         time.sleep(0.05)
     usage = httpx.get(f"{gateway.url}/admin/usage", headers=ADMIN, params={"key": "ivy"}).json()
-    assert usage["totals"] == [{"key": "ivy", "tasks": 1, "tokens": 0}]
+    assert usage["totals"] == [{"key": "ivy", "tasks": 1, "tokens": 0, "cost": None}]
     assert create(gateway, ivy, "native").status_code == 200  # the budget is whole again
 
 
@@ -172,7 +173,7 @@ def test_usage_report_api_and_cli(simulator: ServerThread, start_gateway: Gatewa
     report = httpx.get(f"{gateway.url}/admin/usage", headers=ADMIN).json()
     today = time.strftime("%Y-%m-%d", time.gmtime())
     assert report["data"] == [{"key": "alice", "model": MODEL, "day": today, "tasks": 2,
-                               "tokens": 2 * TOKENS_720P_5S}]
+                               "tokens": 2 * TOKENS_720P_5S, "cost": None}]
     bad = httpx.get(f"{gateway.url}/admin/usage", headers=ADMIN, params={"from": "yesterday"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "from"
     assert httpx.get(f"{gateway.url}/admin/usage").status_code == 401
@@ -188,4 +189,4 @@ def test_usage_report_api_and_cli(simulator: ServerThread, start_gateway: Gatewa
         env={"UPSTREAM_KEY": FAKE_UPSTREAM_KEY, "ALICE_KEY": FAKE_ALICE_KEY, "PATH": "/usr/bin"})
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout)["totals"] == [
-        {"key": "alice", "tasks": 2, "tokens": 2 * TOKENS_720P_5S}]
+        {"key": "alice", "tasks": 2, "tokens": 2 * TOKENS_720P_5S, "cost": None}]

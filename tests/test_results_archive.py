@@ -8,7 +8,9 @@ links that work without Authorization; a tampered or expired link is refused (40
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -184,6 +186,50 @@ def test_retention_removes_files_and_the_task(archived_gateway: ArchivedFactory,
     assert openai.json()["error"]["code"] == "video_not_found"
 
 
+@pytest.mark.parametrize("surface", ["native", "openai"])
+def test_deleting_a_task_removes_its_archive(archived_gateway: ArchivedFactory,
+                                             tmp_path: Path, surface: str) -> None:
+    """A deleted video is gone from the archive too: its signed link (no Authorization, so no
+    task record is asked) answers 404, and the files, manifest and marker leave the store."""
+    gateway = archived_gateway(f"sqlite:///{tmp_path}/tasks.db")
+    task_id = gateway.create()
+    links = gateway.archived_task(task_id)["content"]
+    assert httpx.get(links["video_url"], timeout=10).status_code == 200
+    path = f"{NATIVE}/{task_id}" if surface == "native" else f"/v1/videos/{task_id}"
+    deleted = httpx.delete(gateway.server.url + path, headers=ALICE, timeout=10)
+    assert deleted.status_code == 200, deleted.text
+
+    for link in (links["video_url"], links["last_frame_url"]):
+        refused = httpx.get(link, timeout=10)
+        assert refused.status_code in (403, 404), (link, refused.text)
+        assert refused.json()["error"]["code"] in ("NotFound", "AccessDenied")
+    content = gateway.get(f"/v1/videos/{task_id}/content")
+    assert content.status_code == 404, content.text
+    assert content.json()["error"]["code"] == "video_not_found"
+    native = gateway.get(f"{NATIVE}/{task_id}")
+    assert native.status_code == 404 and native.json()["error"]["code"] == "NotFound.TaskID"
+    assert not (gateway.results / task_id).exists()
+    assert not (gateway.results / "_pending" / task_id).exists()
+    metrics = httpx.get(gateway.server.url + "/metrics", timeout=10).text
+    assert 'seedance_gateway_archive_removed_total{reason="deleted"} 1.0' in metrics
+    assert 'seedance_gateway_archive_copies_total{outcome="archived"} 1.0' in metrics
+
+
+def test_deleting_a_task_the_upstream_forgot_removes_its_archive(
+        archived_gateway: ArchivedFactory, tmp_path: Path) -> None:
+    """Ark forgets tasks after 7 days while the archive keeps them for 30: deleting one then
+    forwards Ark's 404, drops the record, and must not leave the video served by its link."""
+    gateway = archived_gateway(f"sqlite:///{tmp_path}/tasks.db")
+    task_id = gateway.create()
+    link = gateway.archived_task(task_id)["content"]["video_url"]
+    lost = httpx.post(f"{gateway.sim.url}/_sim/tasks/{task_id}/lose", json={"requests": 5})
+    assert lost.status_code == 200
+    deleted = httpx.delete(f"{gateway.server.url}{NATIVE}/{task_id}", headers=ALICE, timeout=10)
+    assert deleted.status_code == 404, deleted.text
+    assert httpx.get(link, timeout=10).status_code in (403, 404)
+    assert not (gateway.results / task_id).exists()
+
+
 def test_native_urls_stay_arks_when_rewriting_is_off(archived_gateway: ArchivedFactory,
                                                      tmp_path: Path) -> None:
     gateway = archived_gateway(f"sqlite:///{tmp_path}/tasks.db", rewrite_native_urls=False)
@@ -202,28 +248,36 @@ def test_native_urls_stay_arks_when_rewriting_is_off(archived_gateway: ArchivedF
 
 @pytest.fixture
 def s3_server() -> Iterator[str]:
-    """moto's S3-compatible server on 127.0.0.1 (nothing leaves the machine)."""
-    from moto.server import ThreadedMotoServer
+    """An S3-compatible server on 127.0.0.1 with a `results` bucket (nothing leaves the
+    machine): the one .ci/run starts (`moto_server`, named by SEEDANCE_TEST_S3_URL), else moto
+    in this process."""
+    import boto3
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
+    url = os.environ.get("SEEDANCE_TEST_S3_URL")
+    server = None
+    if not url:
+        from moto.server import ThreadedMotoServer
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+        server.start()
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
     try:
-        import boto3
-
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                     aws_access_key_id="test", aws_secret_access_key="test"
-                     ).create_bucket(Bucket="results")
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+        if "results" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket="results")
         yield url
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
 
 
 def test_s3_backend_archives_and_serves(archived_gateway: ArchivedFactory, s3_server: str,
                                         backend_url: str) -> None:
     env = {"S3_ENDPOINT": s3_server, "S3_KEY_ID": "test", "S3_SECRET": "test"}
-    gateway = archived_gateway(backend_url, env, store="s3://results/archive", s3={
+    prefix = f"archive-{uuid.uuid4().hex[:12]}"  # the server may be shared by other runs
+    gateway = archived_gateway(backend_url, env, store=f"s3://results/{prefix}", s3={
         "endpoint_url": "${S3_ENDPOINT}", "region": "us-east-1",
         "access_key_id": "${S3_KEY_ID}", "secret_access_key": "${S3_SECRET}"})
     task_id = gateway.create()
@@ -232,9 +286,9 @@ def test_s3_backend_archives_and_serves(archived_gateway: ArchivedFactory, s3_se
 
     s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1",
                       aws_access_key_id="test", aws_secret_access_key="test")
-    stored = {o["Key"] for o in s3.list_objects_v2(Bucket="results")["Contents"]}
-    assert {f"archive/{task_id}/video.mp4", f"archive/{task_id}/last_frame.png",
-            f"archive/{task_id}/manifest.json"} <= stored
+    stored = {o["Key"] for o in s3.list_objects_v2(Bucket="results", Prefix=prefix)["Contents"]}
+    assert {f"{prefix}/{task_id}/video.mp4", f"{prefix}/{task_id}/last_frame.png",
+            f"{prefix}/{task_id}/manifest.json"} <= stored
     gateway.sim.stop()
     video = httpx.get(link, timeout=10)
     assert video.status_code == 200 and video.content[4:8] == b"ftyp", video.text

@@ -293,7 +293,8 @@ def test_a_task_confirmed_gone_frees_its_in_flight_slot(
     second = created_id(gw.create(key))
     assert gw.shown_as_videos(key) == {second}
     # Ark's bill for the lost task is unknown: its estimate stays counted against the budget.
-    assert gw.usage("pia") == [{"key": "pia", "tasks": 2, "tokens": 2 * ESTIMATE_720P_5S}]
+    assert gw.usage("pia") == [{"key": "pia", "tasks": 2, "tokens": 2 * ESTIMATE_720P_5S,
+                                "cost": None}]
 
 
 def test_the_tracker_confirms_a_lost_task_then_stops_polling_it(
@@ -373,7 +374,7 @@ def test_a_version_2_sqlite_store_is_migrated_with_nothing_lost(
     assert not_found(gw.get(live)) == "NotFound.TaskID"
     assert gw.listed() == {live: "queued", "cgt-done": "succeeded"}
     assert gw.get(live).json()["status"] == "queued"
-    assert dump(path)["meta"] == [("schema_version", "5")]
+    assert dump(path)["meta"] == [("schema_version", "6")]
 
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:

@@ -48,8 +48,8 @@ class ClientKeys:
         self._buckets: dict[bytes, list[tuple[bytes, ClientIdentity]]] = {}
         for key in keys:
             digest = key.digest()
-            self._buckets.setdefault(digest[:8], []).append((digest, _identity(key.name,
-                                                                                key.models)))
+            self._buckets.setdefault(digest[:8], []).append(
+                (digest, _identity(key.name, key.models, _config_policy(key))))
         self._store = store
         self._clock = clock
         self._wall_clock = wall_clock
@@ -96,6 +96,14 @@ class ClientKeys:
             self._stored.clear()
         self._stored[digest] = (now + STORED_KEY_TTL, record)
         return record
+
+
+def _config_policy(key: ClientKeyConfig) -> KeyRecord | None:
+    """A config key's limits in the shape stored keys have (only cost budgets are set there)."""
+    if key.daily_cost is None and key.monthly_cost is None:
+        return None
+    return KeyRecord(name=key.name, digest="", prefix="", models=key.models,
+                     daily_cost=key.daily_cost, monthly_cost=key.monthly_cost)
 
 
 def _identity(name: str, models: Iterable[str], policy: KeyRecord | None = None

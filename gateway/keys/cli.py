@@ -62,7 +62,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-_POLICY_FLAGS = ("rpm", "max_in_flight", "daily_tokens", "monthly_tokens", "expires_at")
+_POLICY_FLAGS = ("rpm", "max_in_flight", "daily_tokens", "monthly_tokens", "daily_cost",
+                 "monthly_cost", "expires_at")
 _FAILED = object()
 
 
@@ -89,7 +90,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
     async def work(store: GatewayStore) -> Any:
         return await usage_report(store, since=args.since, until=args.until, key=args.key,
-                                  now=time.time())
+                                  now=time.time(), currency=config.prices.currency)
 
     report = _on_store(config, work)
     if report is _FAILED:
@@ -97,18 +98,29 @@ def cmd_usage(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
         return 0
-    print(f"usage {report['from']} .. {report['to']}")
-    print(f"{'day':<12}{'key':<20}{'model':<36}{'tasks':>7}{'tokens':>14}")
+    currency = report["currency"] or ""
+    print(f"usage {report['from']} .. {report['to']}" + (f" (cost in {currency})"
+                                                          if currency else ""))
+    print(f"{'day':<12}{'key':<20}{'model':<36}{'tasks':>7}{'tokens':>14}{'cost':>16}")
     for row in report["data"]:
         print(f"{row['day']:<12}{row['key']:<20}{row['model']:<36}{row['tasks']:>7}"
-              f"{row['tokens']:>14}")
+              f"{row['tokens']:>14}{_cost(row['cost']):>16}")
+    for month in report["months"]:
+        print(f"{month['month']:<12}{month['key']:<20}{'':<36}{month['tasks']:>7}"
+              f"{month['tokens']:>14}{_cost(month['cost']):>16}")
     for total in report["totals"]:
-        print(f"{'total':<12}{total['key']:<20}{'':<36}{total['tasks']:>7}{total['tokens']:>14}")
+        print(f"{'total':<12}{total['key']:<20}{'':<36}{total['tasks']:>7}{total['tokens']:>14}"
+              f"{_cost(total['cost']):>16}")
     return 0
 
 
+def _cost(value: float | None) -> str:
+    """A cost as the table shows it: 6 decimals at most, `-` for an unpriced model."""
+    return "-" if value is None else f"{value:.6f}".rstrip("0").rstrip(".")
+
+
 def add_usage_parser(sub: Any) -> None:
-    usage = sub.add_parser("usage", help="tasks and tokens by key, model and day")
+    usage = sub.add_parser("usage", help="tasks, tokens and cost by key, model and day")
     usage.add_argument("--config", required=True, metavar="FILE")
     usage.add_argument("--from", dest="since", metavar="YYYY-MM-DD")
     usage.add_argument("--to", dest="until", metavar="YYYY-MM-DD")
@@ -132,6 +144,9 @@ def add_keys_parser(sub: Any) -> None:
         parser.add_argument("--max-in-flight", type=int, dest="max_in_flight")
         parser.add_argument("--daily-tokens", type=int, dest="daily_tokens")
         parser.add_argument("--monthly-tokens", type=int, dest="monthly_tokens")
+        parser.add_argument("--daily-cost", type=float, dest="daily_cost",
+                            help="budget in prices.currency per UTC day")
+        parser.add_argument("--monthly-cost", type=float, dest="monthly_cost")
         parser.add_argument("--expires-at", dest="expires_at",
                             help="unix seconds or ISO 8601 (2026-12-31T00:00:00Z)")
         if action == "update":

@@ -17,10 +17,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.catalog import ALL_MODELS, Catalogue
-from gateway.config import ClientKeyConfig
+from gateway.config import MAX_COST, ClientKeyConfig
 from gateway.errors import GatewayError
+from gateway.keys.prices import money
 from gateway.observability.logs import get_logger
-from gateway.store.base import MAX_COUNT, KeyExists, KeyRecord, KeyStore, LimitStore
+from gateway.store.base import MAX_COUNT, KeyExists, KeyRecord, KeyStore, LimitStore, UsageRow
 from gateway.webhooks.addresses import PrivateAddress, check_public, url_problem
 from gateway.webhooks.signing import new_secret
 
@@ -44,6 +45,9 @@ class KeyPolicy(BaseModel):
     max_in_flight: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     daily_tokens: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     monthly_tokens: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    # Money budgets in prices.currency (gateway/keys/prices.py); stores count millionths.
+    daily_cost: float | None = Field(default=None, gt=0, le=MAX_COST, allow_inf_nan=False)
+    monthly_cost: float | None = Field(default=None, gt=0, le=MAX_COST, allow_inf_nan=False)
     expires_at: int | None = Field(default=None, ge=0, le=MAX_EXPIRES_AT)
     disabled: bool | None = None
     webhook_url: str | None = None  # task events go there (null: none)
@@ -96,6 +100,7 @@ def public_view(record: KeyRecord, *, source: str = "store") -> dict[str, Any]:
         "name": record.name, "source": source, "prefix": record.prefix,
         "models": list(record.models), "rpm": record.rpm, "max_in_flight": record.max_in_flight,
         "daily_tokens": record.daily_tokens, "monthly_tokens": record.monthly_tokens,
+        "daily_cost": record.daily_cost, "monthly_cost": record.monthly_cost,
         "expires_at": record.expires_at, "disabled": record.disabled,
         "revoked": record.revoked, "created_at": record.created_at,
         "updated_at": record.updated_at, "webhook_url": record.webhook_url,
@@ -105,7 +110,8 @@ def public_view(record: KeyRecord, *, source: str = "store") -> dict[str, Any]:
 def _config_view(key: ClientKeyConfig) -> dict[str, Any]:
     return {"name": key.name, "source": "config", "prefix": None, "models": list(key.models),
             "rpm": None, "max_in_flight": None, "daily_tokens": None, "monthly_tokens": None,
-            "expires_at": None, "disabled": False, "revoked": False, "created_at": None,
+            "daily_cost": key.daily_cost, "monthly_cost": key.monthly_cost, "expires_at": None,
+            "disabled": False, "revoked": False, "created_at": None,
             "updated_at": None, "webhook_url": key.webhook_url}
 
 
@@ -241,9 +247,11 @@ class KeyLifecycle:
 
 
 async def usage_report(store: LimitStore, *, since: str | None, until: str | None,
-                       key: str | None, now: float) -> dict[str, Any]:
-    """Tasks and tokens by key, model and UTC day (settled figures, estimates for tasks still
-    running). `since`/`until` are YYYY-MM-DD, both included; the default is the last 30 days."""
+                       key: str | None, now: float, currency: str | None = None
+                       ) -> dict[str, Any]:
+    """Tasks, tokens and cost by key, model and UTC day, by key and month, and by key
+    (settled figures, estimates for tasks still running; cost null where no task was priced).
+    `since`/`until` are YYYY-MM-DD, both included; the default is the last 30 days."""
     until = until or time.strftime("%Y-%m-%d", time.gmtime(now))
     since = since or time.strftime("%Y-%m-%d", time.gmtime(now - 29 * 86400))
     first, last = _day("from", since), _day("to", until)
@@ -251,15 +259,29 @@ async def usage_report(store: LimitStore, *, since: str | None, until: str | Non
         raise GatewayError(400, "invalid_value", f"from ({since}) is after to ({until}).",
                            param="from")
     rows = await store.usage(since_day=since, until_day=until, key=key)
-    totals: dict[str, dict[str, int]] = {}
+    return {"object": "usage", "from": since, "to": until, "currency": currency,
+            "data": [{"key": r.key, "model": r.model, "day": r.day, "tasks": r.tasks,
+                      "tokens": r.tokens, "cost": money(r.cost)} for r in rows],
+            "months": [{"key": k, "month": m, **v}
+                       for (k, m), v in sorted(sum_usage(rows, by_month=True).items())],
+            "totals": [{"key": k, **v}
+                       for (k, _), v in sorted(sum_usage(rows, by_month=False).items())]}
+
+
+def sum_usage(rows: Iterable[UsageRow], *, by_month: bool) -> dict[tuple[str, str], Any]:
+    """Tasks, tokens and cost (null while no task was priced) per key, and per month if
+    `by_month`."""
+    sums: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
-        total = totals.setdefault(row.key, {"tasks": 0, "tokens": 0})
+        total = sums.setdefault((row.key, row.day[:7] if by_month else ""),
+                                {"tasks": 0, "tokens": 0, "cost": None})
         total["tasks"] += row.tasks
         total["tokens"] += row.tokens
-    return {"object": "usage", "from": since, "to": until,
-            "data": [{"key": r.key, "model": r.model, "day": r.day, "tasks": r.tasks,
-                      "tokens": r.tokens} for r in rows],
-            "totals": [{"key": k, **v} for k, v in sorted(totals.items())]}
+        if row.cost is not None:
+            total["cost"] = (total["cost"] or 0) + row.cost
+    for total in sums.values():
+        total["cost"] = money(total["cost"])
+    return sums
 
 
 def _day(param: str, value: str) -> date:

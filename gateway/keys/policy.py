@@ -1,8 +1,9 @@
-"""Per-key policy: requests per minute, tasks in flight, daily and monthly token budgets.
+"""Per-key policy: requests per minute, tasks in flight, daily and monthly token and cost budgets.
 
 Seedance bills `usage.total_tokens` = W×H×(24·s+1)/1024. Before a create the gateway holds an
 estimate from the model, resolution, ratio and duration; when the task ends the real figure
-replaces it (a failed task usually bills nothing, so its estimate is given back). Refusals are
+replaces it (a failed task usually bills nothing, so its estimate is given back). Cost budgets
+(`prices:` in config) hold the estimate at the model's price and settle alike. Refusals are
 429 with `retry-after`, saying which limit was hit, in the caller's API shape.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 from gateway.catalog import ModelSpec
 from gateway.errors import GatewayError
 from gateway.keys.auth import ClientIdentity
+from gateway.keys.prices import budget_micros, cost_micros, money
 from gateway.seedance import billed_tokens, pixel_size
 from gateway.store.base import MAX_COUNT, LimitRefusal, Limits, LimitStore, Reservation
 
@@ -60,34 +62,43 @@ class Policy:
             raise _refused("rpm", f"the key {identity.name!r} may make {rpm} requests per "
                            "minute", retry_after=60 - int(now % 60))
 
-    async def hold(self, identity: ClientIdentity, spec: ModelSpec, tokens: int) -> Reservation:
-        """Holds an in-flight slot and the estimated tokens for a create, or refuses it."""
+    async def hold(self, identity: ClientIdentity, spec: ModelSpec, tokens: int, *,
+                   price: float | None = None) -> Reservation:
+        """Holds an in-flight slot, the estimated tokens and their cost at `price` (per million
+        tokens; None: unpriced) for a create, or refuses it."""
         clock = self._clock()
         now = time.gmtime(clock)
         reservation = Reservation(
             ref=f"pending-{uuid.uuid4().hex}", key=identity.name, model=spec.name,
-            day=time.strftime("%Y-%m-%d", now), month=time.strftime("%Y-%m", now), tokens=tokens)
+            day=time.strftime("%Y-%m-%d", now), month=time.strftime("%Y-%m", now), tokens=tokens,
+            price=price, cost=None if price is None else cost_micros(tokens, price))
         p = identity.policy
-        limits = Limits(p.max_in_flight, p.daily_tokens, p.monthly_tokens) if p else Limits()
+        limits = Limits(p.max_in_flight, p.daily_tokens, p.monthly_tokens,
+                        budget_micros(p.daily_cost), budget_micros(p.monthly_cost)
+                        ) if p else Limits()
         if limits == Limits():
             return reservation  # nothing to hold: the usage entry is written with the task
         refusal = await self._store.reserve(reservation, limits)
         if refusal is not None:
-            raise self._explain(identity, refusal, tokens, clock)
+            raise self._explain(identity, refusal, reservation, clock)
         return replace(reservation, held=True)
 
-    def _explain(self, identity: ClientIdentity, refusal: LimitRefusal, tokens: int,
+    def _explain(self, identity: ClientIdentity, refusal: LimitRefusal, wanted: Reservation,
                  now: float) -> GatewayError:
         name = identity.name
         if refusal.limit == "max_in_flight":
             return _refused("max_in_flight", f"the key {name!r} already has {refusal.used} "
                             f"tasks queued or running (limit {refusal.allowed})",
                             retry_after=IN_FLIGHT_RETRY_SECONDS)
-        period = "daily" if refusal.limit == "daily_tokens" else "monthly"
+        period = "daily" if refusal.limit.startswith("daily") else "monthly"
         seconds_left = _seconds_to_reset(now, daily=period == "daily")
+        if refusal.limit.endswith("_cost"):
+            return _refused(refusal.limit, f"the key {name!r} has used {money(refusal.used)} "
+                            f"of its {period} budget of {money(refusal.allowed)} and this task "
+                            f"costs about {money(wanted.cost)}", retry_after=seconds_left)
         return _refused(refusal.limit, f"the key {name!r} has used {refusal.used} of its "
                         f"{period} budget of {refusal.allowed} tokens and this task needs about "
-                        f"{tokens}", retry_after=seconds_left)
+                        f"{wanted.tokens}", retry_after=seconds_left)
 
 
 def _seconds_to_reset(now: float, *, daily: bool) -> int:

@@ -30,10 +30,17 @@ TASK_BUCKETS = (10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 900.0, 1800
                 7200.0, 21600.0, 86400.0)
 REJECT_REASONS = frozenset({
     "missing_parameter", "invalid_parameter", "unsupported_parameter", "invalid_image_url",
-    "model_not_found", "model_not_allowed", "body_too_large", "invalid_json",
+    "model_not_found", "body_too_large", "invalid_json",
     "invalid_multipart", "unsupported_content_type", "unsupported_operation", "invalid_value",
     "invalid_type", "not_found", "idempotency_key_reused",
 })
+# A key's own limits (gateway/keys/policy.py, auth.py): the refusal's code, and its reason.
+LIMIT_REASONS = {
+    "rpm_exceeded": "rpm", "max_in_flight_exceeded": "in_flight",
+    "daily_tokens_exceeded": "budget", "monthly_tokens_exceeded": "budget",
+    "daily_cost_exceeded": "budget", "monthly_cost_exceeded": "budget",
+    "key_disabled": "disabled", "key_expired": "expired",
+}
 
 
 def multiprocess_dir() -> str | None:
@@ -71,6 +78,11 @@ class Metrics:
             ["model", "resolution"], buckets=TASK_BUCKETS, registry=r)
         self.tokens = Counter(f"{p}_tokens_total", "Tokens billed (usage.total_tokens)",
                               ["model", "client_key"], registry=r)
+        # What those tokens cost at the configured prices (gateway/keys/prices.py), counted when
+        # a task's real usage is settled; `key` is the client key name. See price_series().
+        self.cost = Counter(f"{p}_cost_total",
+                            "Cost of billed tokens at the configured prices (prices.currency)",
+                            ["model", "key", "currency"], registry=r)
         self.download_bytes = Counter(f"{p}_download_bytes_total",
                                       "Bytes streamed by content downloads", ["variant"],
                                       registry=r)
@@ -115,6 +127,25 @@ class Metrics:
         for kind in ("event", "callback"):
             for outcome in ("delivered", "retry", "failed"):
                 self.webhook_deliveries.labels(kind, outcome)
+        # The result archive (gateway/results/archiver.py): copies into the result store, the
+        # bytes they wrote, removals by why, and the copies this process has not finished.
+        self.archive_copies = Counter(
+            f"{p}_archive_copies_total", "Archive copies of a task's files, by outcome",
+            ["outcome"], registry=r)
+        for outcome in ("archived", "failed"):
+            self.archive_copies.labels(outcome)
+        self.archive_bytes = Counter(f"{p}_archive_bytes_total",
+                                     "Bytes written to the result store by archive copies",
+                                     registry=r)
+        self.archive_removed = Counter(
+            f"{p}_archive_removed_total",
+            "Archived tasks removed: past retention, over max_bytes, or deleted by their owner",
+            ["reason"], registry=r)
+        for reason in ("retention", "max_bytes", "deleted"):
+            self.archive_removed.labels(reason)
+        self.archive_pending = Gauge(
+            f"{p}_archive_pending", "Archive copies scheduled or running in this process",
+            registry=r, multiprocess_mode="livesum")
         # labels() takes a lock and builds a key on every call; the hot path reuses children.
         self._served: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._upstream: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -146,12 +177,20 @@ class Metrics:
             child = self._polls[(surface, source)] = self.polls.labels(surface, source)
         child.inc()
 
+    def price_series(self, keys: Iterable[str], currency: str | None) -> None:
+        """Exports cost_total at 0 for every config key and known model from the start (for
+        rate() and the dashboard); keys created later appear with their first cost."""
+        for key in keys:
+            for model in self.known_models:
+                self.cost.labels(model, key, cost_currency(currency))
+
     def model(self, name: str | None) -> str:
         """A bounded label: unknown names would let any caller mint new series."""
         return name if name in self.known_models else OTHER
 
-    def reject(self, surface: str, code: str) -> None:
-        reason = _reason(code)
+    def reject(self, surface: str, code: str, param: str | None = None) -> None:
+        # AccessDenied also answers a bad file link: only a model's refusal names the model.
+        reason = "model" if code == "AccessDenied" and param == "model" else _reason(code)
         if reason == "authentication_failed":
             self.auth_failures.labels(surface).inc()
         else:
@@ -166,16 +205,23 @@ class Metrics:
         return generate_latest(merged)
 
 
+def cost_currency(currency: str | None) -> str:
+    """The currency label: `none` when prices name no currency."""
+    return currency or "none"
+
+
 def _reason(code: str) -> str:
     """Map an error code from either surface onto a small fixed set of reasons."""
     lowered = code.lower().replace(".", "_")
     if lowered in ("authenticationerror", "invalid_api_key", "authentication_error"):
         return "authentication_failed"
+    if code in LIMIT_REASONS:
+        return LIMIT_REASONS[code]
     for prefix, reason in (
         ("missingparameter", "missing_parameter"), ("missing_required", "missing_parameter"),
         ("invalidparameter_unsupported", "unsupported_parameter"),
         ("invalidimageurl", "invalid_image_url"), ("invalidparameter", "invalid_parameter"),
-        ("invalidendpointormodel", "model_not_found"), ("accessdenied", "model_not_allowed"),
+        ("invalidendpointormodel", "model_not_found"),
         ("requestentitytoolarge", "body_too_large"), ("notfound", "not_found"),
         ("video_not_found", "not_found"), ("idempotencykeyreused", "idempotency_key_reused"),
     ):

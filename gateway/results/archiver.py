@@ -138,7 +138,16 @@ class Archiver:
             return
         task = asyncio.create_task(self._copy_task(task_id, owner))
         self._copies[task_id] = task
-        task.add_done_callback(lambda _: self._copies.pop(task_id, None))
+        pending = self._services.metrics.archive_pending if self._services else None
+        if pending is not None:
+            pending.inc()
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._copies.pop(task_id, None)
+            if pending is not None:
+                pending.dec()
+
+        task.add_done_callback(done)
 
     async def _copy_task(self, task_id: str, owner: str) -> None:
         async with self._slots:
@@ -147,6 +156,8 @@ class Archiver:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._services is not None:
+                    self._services.metrics.archive_copies.labels("failed").inc()
                 log.warning("archive_failed", task_id=task_id, error=f"{type(exc).__name__}: "
                             f"{exc}")
 
@@ -163,9 +174,16 @@ class Archiver:
                 return None
             started = self.clock()
             files = await self._copy_files(services, record)
+            if await services.store.get(task_id, owner) is None:
+                # Deleted while its files were copied (forget() may have run on another
+                # replica): no manifest, so the task never counts as archived.
+                await self._delete_files(task_id)
+                await self.results.delete(PENDING + task_id)
+                return None
             done = Manifest(task_id, record.created_at, self.clock(), files)
             await self.results.put_small(f"{task_id}/{MANIFEST}", done.to_json())
             self._manifests[task_id] = (self.clock(), done)
+            services.metrics.archive_copies.labels("archived").inc()
             log.info("archived", task_id=task_id, bytes=sum(files.values()),
                      seconds=round(self.clock() - started, 3))
         await self.results.delete(PENDING + task_id)
@@ -204,9 +222,10 @@ class Archiver:
             announced = upstream.headers.get("content-length")
             length = int(announced) if announced and announced.isdigit() else None
             try:
-                await self.results.put(key, upstream.chunks(), length=length)
+                written = await self.results.put(key, upstream.chunks(), length=length)
             except (FileTruncated, LengthMismatch) as exc:
                 raise CopyFailed(f"{key}: {exc}") from None
+            services.metrics.archive_bytes.inc(written)
             return 200
 
     # -- the sweep ------------------------------------------------------------------------
@@ -256,7 +275,28 @@ class Archiver:
         self._manifests.pop(manifest.task_id, None)
         for name in manifest.files:
             await self.results.delete(f"{manifest.task_id}/{name}")
+        if self._services is not None:
+            self._services.metrics.archive_removed.labels(reason).inc()
         log.info("archive_removed", task_id=manifest.task_id, reason=reason)
+
+    async def forget(self, task_id: str) -> None:
+        """The owner deleted the task: its manifest, files and pending marker go, so neither
+        a /files link nor a download serves it again. A copy under way here stops first."""
+        copy = self._copies.get(task_id)
+        if copy is not None:
+            copy.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await copy
+        await self.results.delete(PENDING + task_id)
+        body = await self.results.get_small(f"{task_id}/{MANIFEST}")
+        if body is not None:
+            await self.remove(Manifest.from_json(body), reason="deleted")
+        self._manifests.pop(task_id, None)
+        await self._delete_files(task_id)  # what a copy cut short left without a manifest
+
+    async def _delete_files(self, task_id: str) -> None:
+        for name in FILE_NAMES.values():
+            await self.results.delete(f"{task_id}/{name}")
 
 
 def _content_url(task: dict[str, Any], field: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from gateway.config import ResultsConfig
 
 READ_CHUNK = 1024 * 1024
 WRITE_BUFFER = 4 * 1024 * 1024  # bytes gathered before one write, so each costs one thread hop
+ABANDONED_PART_SECONDS = 600.0  # far beyond any file host's read timeout between two writes
 
 
 class LengthMismatch(Exception):
@@ -81,6 +83,7 @@ class FileResults:
     async def put(self, key: str, chunks: AsyncIterator[bytes], *, length: int | None) -> int:
         path = self._path(key)
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_remove_abandoned_parts, path)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
         file = await asyncio.to_thread(open, temp, "wb")
         written, buffer = 0, bytearray()
@@ -190,6 +193,19 @@ class FileResults:
             else:
                 found.append(key)
         return found
+
+
+def _remove_abandoned_parts(path: Path) -> None:
+    """Temporary files of `path` no write has touched for ABANDONED_PART_SECONDS: left by a
+    process killed mid-copy, they would otherwise stay for good (a live copy, here or on
+    another replica, writes every WRITE_BUFFER bytes)."""
+    cutoff = time.time() - ABANDONED_PART_SECONDS
+    for part in path.parent.glob(f".{path.name}.*.part"):
+        try:
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def open_results(config: ResultsConfig, store_url: str) -> ResultStore:

@@ -17,7 +17,7 @@ async def read_faults(request: Request) -> Response:
 
 async def change_faults(request: Request) -> Response:
     """Body: any of latency, error_rate, rate_limit_rate, delay, video_bytes, url_ttl,
-    lose_create_answers."""
+    lose_create_answers, file_bytes_per_second."""
     faults = simulator_of(request).faults
     try:
         changes = orjson.loads(await request.body())
@@ -84,6 +84,18 @@ async def forget_requests(request: Request) -> Response:
     return json_response({})
 
 
+async def stop(request: Request) -> Response:
+    """Stops the demo's embedded simulator: from then on its port refuses connections, as an
+    upstream that is down would, while the gateway keeps serving (its archive, say). A
+    simulator run on its own (`seedance-gateway simulate`) is stopped like any process."""
+    stop_server = getattr(request.app.state, "stop", None)
+    if stop_server is None:
+        return json_response({"error": "this simulator runs as its own process: stop that"},
+                             status=409)
+    stop_server()
+    return json_response({"stopped": True})
+
+
 def control_routes() -> list[Route]:
     return [
         Route("/_sim/faults", read_faults, methods=["GET"]),
@@ -92,4 +104,5 @@ def control_routes() -> list[Route]:
         Route("/_sim/keys", set_key, methods=["POST"]),
         Route("/_sim/requests", recorded_requests, methods=["GET"]),
         Route("/_sim/requests", forget_requests, methods=["DELETE"]),
+        Route("/_sim/stop", stop, methods=["POST"]),
     ]

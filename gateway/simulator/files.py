@@ -83,10 +83,12 @@ def _serve(request: Request, filename: str) -> Response:
         stored = sim.media.video(sim.faults.video_bytes)
     else:
         stored = sim.media.last_frame(task.submission.width, task.submission.height)
-    return _ranged(request, stored, _MEDIA_TYPES[filename], sim.media.zeros)
+    return _ranged(request, stored, _MEDIA_TYPES[filename], sim.media.zeros,
+                   sim.faults.file_bytes_per_second)
 
 
-def _ranged(request: Request, stored: StoredObject, media_type: str, zeros: bytes) -> Response:
+def _ranged(request: Request, stored: StoredObject, media_type: str, zeros: bytes,
+            bytes_per_second: int = 0) -> Response:
     try:
         span = byte_range(request.headers.get("range"), stored.size)
     except RangeNotSatisfiable:
@@ -100,15 +102,18 @@ def _ranged(request: Request, stored: StoredObject, media_type: str, zeros: byte
     status = 200 if span is None else 206
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    return StreamingResponse(_stream(stored.chunks(start, stop, zeros)), status, headers)
+    return StreamingResponse(_stream(stored.chunks(start, stop, zeros), bytes_per_second),
+                             status, headers)
 
 
-async def _stream(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+async def _stream(chunks: Iterator[bytes], bytes_per_second: int = 0) -> AsyncIterator[bytes]:
     # The chunks are ready-made (no blocking I/O), so no thread pool is needed; but a reader that
     # keeps up never makes `send` wait, so give other requests a turn every few MiB.
     for count, chunk in enumerate(chunks, start=1):
         yield chunk
-        if count % _CHUNKS_PER_TURN == 0:
+        if bytes_per_second:
+            await anyio.sleep(len(chunk) / bytes_per_second)
+        elif count % _CHUNKS_PER_TURN == 0:
             await anyio.sleep(0)
 
 

@@ -38,6 +38,9 @@ class FaultKnobs:
     url_ttl: int
     video_bytes: int
     lose_create_answers: int = 0
+    # Result file bodies at most this fast (0: as fast as the reader takes them), so a test
+    # can catch a download or an archive copy half way.
+    file_bytes_per_second: int = 0
 
     def apply(self, changes: Mapping[str, Any]) -> None:
         """Set the given knobs, all or none; raises ValueError naming the first bad one."""
@@ -46,7 +49,8 @@ class FaultKnobs:
         for name, value in changes.items():
             if name not in known:
                 raise ValueError(f"unknown fault knob {name!r}")
-            integral = name in ("url_ttl", "video_bytes", "lose_create_answers")
+            integral = name in ("url_ttl", "video_bytes", "lose_create_answers",
+                                "file_bytes_per_second")
             kinds = (int,) if integral else (int, float)
             if isinstance(value, bool) or not isinstance(value, kinds) or value < 0:
                 kind = "integer" if integral else "number"

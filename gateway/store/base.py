@@ -177,6 +177,8 @@ class KeyRecord:
     max_in_flight: int | None = None
     daily_tokens: int | None = None
     monthly_tokens: int | None = None
+    daily_cost: float | None = None  # in prices.currency
+    monthly_cost: float | None = None
     expires_at: int | None = None
     disabled: bool = False
     revoked: bool = False
@@ -216,7 +218,7 @@ class KeyStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """Tokens and an in-flight slot held for one create, until the task ends."""
+    """Tokens, their cost and an in-flight slot held for one create, until the task ends."""
 
     ref: str  # the upstream task id once known; a temporary id before
     key: str
@@ -225,6 +227,10 @@ class Reservation:
     month: str  # "2026-11"
     tokens: int
     held: bool = False  # stored by reserve() (a key with limits); else written with the task
+    # The model's price per million tokens for this task, kept so that settling prices the
+    # real tokens alike; None: unpriced (no cost, counts nothing against cost budgets).
+    price: float | None = None
+    cost: int | None = None  # millionths of the currency (gateway/keys/prices.py): the estimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,13 +238,17 @@ class Limits:
     max_in_flight: int | None = None
     daily_tokens: int | None = None
     monthly_tokens: int | None = None
+    daily_cost: int | None = None  # millionths of the currency
+    monthly_cost: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LimitRefusal:
     """Which limit refused a reservation, and where the key stands against it."""
 
-    limit: str  # "max_in_flight" | "daily_tokens" | "monthly_tokens"
+    # "max_in_flight" | "daily_tokens" | "monthly_tokens" | "daily_cost" | "monthly_cost"
+    # (the cost figures in millionths)
+    limit: str
     allowed: int
     used: int
 
@@ -250,6 +260,7 @@ class UsageRow:
     day: str
     tasks: int
     tokens: int  # settled tokens plus estimates still held
+    cost: int | None = None  # the same in millionths of the currency; None: no priced task
 
 
 class LimitStore(Protocol):
@@ -263,8 +274,14 @@ class LimitStore(Protocol):
         """Hold a slot and the tokens if every limit allows it (atomically), else say why."""
         ...
 
-    async def settle(self, ref: str, tokens: int) -> None:
-        """The task ended: its real tokens replace the estimate and its slot is freed."""
+    async def settle(self, ref: str, tokens: int) -> int | None:
+        """The task ended: its real tokens (and their cost at the reservation's price) replace
+        the estimate and its slot is freed. The settled cost in millionths when this call
+        settled a priced reservation, else None (unpriced, unknown or settled already)."""
+        ...
+
+    async def in_flight(self, key: str) -> int:
+        """How many of the key's tasks are still open (created, not yet settled)."""
         ...
 
     async def release(self, ref: str) -> None:

@@ -67,6 +67,9 @@ class IdempotencyStore(Protocol):
 
 
 WebhookState = Literal["pending", "delivered", "failed"]
+# How long a delivered message is kept (it only guards against a second enqueue of the same
+# event until then); failed ones stay until an operator looks (GET /admin/webhooks/failed).
+KEEP_SECONDS = 30 * 86400
 
 
 @dataclass(slots=True)
@@ -114,6 +117,11 @@ class WebhookStore(Protocol):
 
     async def failed_webhooks(self, limit: int) -> list[WebhookDelivery]:
         """Messages that gave up, most recent first."""
+        ...
+
+    async def prune_webhooks(self, before: float) -> int:
+        """Forget messages delivered before `before` (failed and pending ones stay): how many
+        went. A backend whose delivered messages expire by themselves does nothing."""
         ...
 
     async def set_task_callback(self, task_id: str, url: str) -> None:

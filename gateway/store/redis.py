@@ -71,7 +71,7 @@ _OWNER, _DELETED = _TASK_FIELDS.index("owner"), _TASK_FIELDS.index("deleted")
 _INTS = frozenset({"created_at", "updated_at", "usage_tokens", "rpm", "max_in_flight",
                    "daily_tokens", "monthly_tokens", "expires_at"})
 _BOOLS = frozenset({"deleted", "disabled", "revoked"})
-_FLOATS = frozenset({"gone_suspected_at", "fetched_at"})
+_FLOATS = frozenset({"gone_suspected_at", "fetched_at", "daily_cost", "monthly_cost"})
 # A verdict on an upstream 404 is decided in Python on one read and applied only if the
 # record is still as read; a writer in between makes it read and decide again.
 _VERDICT_ATTEMPTS = 10

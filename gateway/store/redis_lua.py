@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 from gateway.seedance import FINISHED_STATUSES, UNFINISHED_STATUSES, lua_set
+from gateway.store.base import MAX_COUNT
 
 # Lua table literals: `ENDED[status]` is true for a finished task, `PENDING[status]` for one
 # still queued or running (gateway.seedance.regresses is `ENDED[current] and PENDING[new]`).
 ENDED, PENDING = lua_set(FINISHED_STATUSES), lua_set(UNFINISHED_STATUSES)
 
 # A Lua function writing one open usage entry (a reservation). k: reservation hash, in-flight
-# set, day tokens, month tokens, day usage hash, usage days; a: ref, key, model, day, month,
-# tokens, day ttl, month ttl (the layout is in gateway/store/redis_limits.py).
+# set, day tokens, month tokens, day usage hash, usage days, day cost, month cost; a: ref,
+# key, model, day, month, tokens, day ttl, month ttl, price and cost ('' both: unpriced) (the
+# layout is in gateway/store/redis_limits.py).
 _WRITE_ENTRY = r"""
 local function write_entry(k, a)
   redis.call('HSET', k[1], 'key', a[2], 'model', a[3], 'day', a[4], 'month', a[5],
-             'tokens', a[6], 'open', '1')
+             'tokens', a[6], 'open', '1', 'price', a[9], 'cost', a[10])
+  if a[9] ~= '' then
+    redis.call('INCRBY', k[7], a[10])
+    redis.call('EXPIRE', k[7], a[7])
+    redis.call('INCRBY', k[8], a[10])
+    redis.call('EXPIRE', k[8], a[8])
+    redis.call('HINCRBY', k[5], a[2] .. '\t' .. a[3] .. '\tc', a[10])
+  end
   redis.call('SADD', k[2], a[1])
   redis.call('INCRBY', k[3], a[6])
   redis.call('EXPIRE', k[3], a[7])
@@ -53,7 +62,7 @@ if mode == 'held' and KEYS[5] ~= KEYS[6] then
     end
   end
 elseif mode == 'new' then
-  write_entry({unpack(KEYS, 6, 11)}, {unpack(ARGV, 7 + n, 14 + n)})
+  write_entry({unpack(KEYS, 6, 13)}, {unpack(ARGV, 7 + n, 16 + n)})
 end
 return 1
 """
@@ -178,51 +187,72 @@ if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
 
-# KEYS and ARGV 1-8: the entry (see _WRITE_ENTRY); ARGV 9-11: max_in_flight, daily, monthly
-# ('' = no limit). Reply: {} when held, else {limit, allowed, used}.
+# KEYS and ARGV 1-10: the entry (see _WRITE_ENTRY); ARGV 11-15: max_in_flight, daily and
+# monthly tokens, daily and monthly cost ('' = no limit). Reply: {} when held, else {limit,
+# allowed, used}.
 RESERVE = _WRITE_ENTRY + r"""
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('reservation ' .. ARGV[1] .. ' is already held')
 end
-if ARGV[9] ~= '' then
+if ARGV[11] ~= '' then
   local held = redis.call('SCARD', KEYS[2])
-  if held >= tonumber(ARGV[9]) then return {'max_in_flight', ARGV[9], tostring(held)} end
+  if held >= tonumber(ARGV[11]) then return {'max_in_flight', ARGV[11], tostring(held)} end
 end
-local tokens = tonumber(ARGV[6])
+local tokens, cost = tonumber(ARGV[6]), tonumber(ARGV[10]) or 0
 for i, limit in ipairs({'daily_tokens', 'monthly_tokens'}) do
-  local allowed = ARGV[9 + i]
+  local allowed = ARGV[11 + i]
   if allowed ~= '' then
     local used = redis.call('GET', KEYS[2 + i]) or '0'
     if tonumber(used) + tokens > tonumber(allowed) then return {limit, allowed, used} end
   end
 end
+for i, limit in ipairs({'daily_cost', 'monthly_cost'}) do
+  local allowed = ARGV[13 + i]
+  if allowed ~= '' then
+    local used = redis.call('GET', KEYS[6 + i]) or '0'
+    if tonumber(used) + cost > tonumber(allowed) then return {limit, allowed, used} end
+  end
+end
 write_entry(KEYS, ARGV)
 return {}
 """
-# Shared by settle and release: the reservation's fields, and a change of its tokens applied
-# to the day and month figures (and to the day's usage unless the group just went).
+# Shared by settle and release: the reservation's fields, and a change of its tokens (kind
+# 'tok', usage field t) or cost ('cost', field c) applied to the day and month figures (and
+# to the day's usage unless the group just went). `priced`: the entry has a price.
 _ADJUST = r"""
 local p = ARGV[1]
-local r = redis.call('HMGET', KEYS[1], 'key', 'model', 'day', 'month', 'tokens', 'open')
-local function adjust(delta, usage)
+local r = redis.call('HMGET', KEYS[1], 'key', 'model', 'day', 'month', 'tokens', 'open',
+                     'price', 'cost')
+local priced = r[7] and r[7] ~= ''
+local function adjust(delta, usage, kind, field)
   if delta == 0 then return end
   local by = string.format('%d', delta)
-  for _, spec in ipairs({{'tok:d:', r[3], ARGV[4]}, {'tok:m:', r[4], ARGV[5]}}) do
-    local name = p .. spec[1] .. r[1] .. ':' .. spec[2]
+  for _, spec in ipairs({{':d:', r[3], ARGV[4]}, {':m:', r[4], ARGV[5]}}) do
+    local name = p .. (kind or 'tok') .. spec[1] .. r[1] .. ':' .. spec[2]
     redis.call('INCRBY', name, by)
     redis.call('EXPIRE', name, spec[3])
   end
-  if usage then redis.call('HINCRBY', p .. 'u:' .. r[3], r[1] .. '\t' .. r[2] .. '\tt', by) end
+  if usage then
+    redis.call('HINCRBY', p .. 'u:' .. r[3], r[1] .. '\t' .. r[2] .. '\t' .. (field or 't'), by)
+  end
 end
 """
-# KEYS: reservation. ARGV: prefix, ref, tokens, day ttl, month ttl. Only an open one settles.
+# KEYS: reservation. ARGV: prefix, ref, tokens, day ttl, month ttl. Only an open one settles;
+# a priced one is priced again at its price (gateway.keys.prices.cost_micros, in Lua).
+# Reply: {1, settled cost or ''} when settled, {0} otherwise.
 SETTLE = _ADJUST + r"""
-if r[6] ~= '1' then return 0 end
+if r[6] ~= '1' then return {0} end
 adjust(tonumber(ARGV[3]) - tonumber(r[5]), true)
-redis.call('HSET', KEYS[1], 'tokens', ARGV[3], 'open', '0')
+local cost = ''
+if priced then
+  local settled = math.min(math.floor(tonumber(ARGV[3]) * tonumber(r[7]) + 0.5), $MAX)
+  adjust(settled - tonumber(r[8]), true, 'cost', 'c')
+  cost = string.format('%d', settled)
+end
+redis.call('HSET', KEYS[1], 'tokens', ARGV[3], 'open', '0', 'cost', cost)
 redis.call('SREM', p .. 'inflight:' .. r[1], ARGV[2])
-return 1
-"""
+return {1, cost}
+""".replace("$MAX", str(MAX_COUNT))
 # KEYS: reservation. ARGV: prefix, ref, unused, day ttl, month ttl. Open or settled, it goes.
 RELEASE = _ADJUST + r"""
 if not r[1] then return 0 end
@@ -230,10 +260,11 @@ if r[6] == '1' then redis.call('SREM', p .. 'inflight:' .. r[1], ARGV[2]) end
 local usage, group = p .. 'u:' .. r[3], r[1] .. '\t' .. r[2] .. '\t'
 local gone = redis.call('HINCRBY', usage, group .. 'n', -1) <= 0
 if gone then
-  redis.call('HDEL', usage, group .. 'n', group .. 't')
+  redis.call('HDEL', usage, group .. 'n', group .. 't', group .. 'c')
   if redis.call('EXISTS', usage) == 0 then redis.call('ZREM', p .. 'udays', r[3]) end
 end
 adjust(-tonumber(r[5]), not gone)
+if priced then adjust(-tonumber(r[8]), not gone, 'cost', 'c') end
 redis.call('DEL', KEYS[1])
 return 1
 """

@@ -21,9 +21,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from gateway.store.followups import WebhookDelivery, WebhookState
+from gateway.store.followups import KEEP_SECONDS, WebhookDelivery, WebhookState
 
-KEEP_SECONDS = 30 * 86400
 _FIELDS = ("message_id", "owner", "task_id", "kind", "url", "body", "created_at", "next_at",
            "attempts", "state", "last_error", "holder")
 _FLOATS = frozenset({"created_at", "next_at"})
@@ -117,6 +116,9 @@ class RedisWebhooks:
     async def failed_webhooks(self, limit: int) -> list[WebhookDelivery]:
         ids = await self._conn.zrevrange(self.prefix + "wh:failed", 0, limit - 1)
         return await self._messages([_text(i) for i in ids])
+
+    async def prune_webhooks(self, before: float) -> int:
+        return 0  # a delivered message's hash expires KEEP_SECONDS after delivery
 
     async def set_task_callback(self, task_id: str, url: str) -> None:
         await self._conn.set(f"{self.prefix}cb:{task_id}", url)

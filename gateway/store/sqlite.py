@@ -25,18 +25,20 @@ from gateway.store.base import (
     upstream_404_verdict,
 )
 from gateway.store.sqlite_idempotency import IDEMPOTENCY_SCHEMA, SQLiteIdempotency
-from gateway.store.sqlite_limits import LIMITS_SCHEMA, SQLiteLimits
+from gateway.store.sqlite_limits import COST_COLUMNS, LIMITS_SCHEMA, SQLiteLimits
 from gateway.store.sqlite_tracker import TRACKER_COLUMNS, TRACKER_INDEX, SQLiteTracker
 from gateway.store.sqlite_webhooks import WEBHOOKS_SCHEMA, SQLiteWebhooks
 
 # gateway.seedance.regresses, in SQL: a finished task never goes back to queued/running.
 _FINISHED, _UNFINISHED = sql_list(FINISHED_STATUSES), sql_list(UNFINISHED_STATUSES)
 # 2: tracker columns (next_poll_at, lease_holder, lease_until); 3: gone_suspected_at;
-# 4: fetched_at; 5: client_keys.webhook_url, webhook_secret
-SCHEMA_VERSION = 5
+# 4: fetched_at; 5: client_keys.webhook_url, webhook_secret; 6: cost (reservations.price,
+# cost; client_keys.daily_cost, monthly_cost)
+SCHEMA_VERSION = 6
 GONE_COLUMN = ("gone_suspected_at", "REAL")  # when the upstream first answered 404, or NULL
 FETCHED_COLUMN = ("fetched_at", "REAL")  # when a replica last asked the upstream, or NULL
 WEBHOOK_KEY_COLUMNS = (("webhook_url", "TEXT"), ("webhook_secret", "TEXT"))
+COST_KEY_COLUMNS = (("daily_cost", "REAL"), ("monthly_cost", "REAL"))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -80,7 +82,9 @@ CREATE TABLE IF NOT EXISTS client_keys (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     webhook_url TEXT,
-    webhook_secret TEXT
+    webhook_secret TEXT,
+    daily_cost REAL,
+    monthly_cost REAL
 );
 """
 
@@ -328,7 +332,7 @@ class SQLiteTaskStore(SQLiteLimits, SQLiteTracker, SQLiteIdempotency, SQLiteWebh
 _KEY_COLUMNS = (
     "name", "digest", "prefix", "models", "rpm", "max_in_flight", "daily_tokens",
     "monthly_tokens", "expires_at", "disabled", "revoked", "created_at", "updated_at",
-    "webhook_url", "webhook_secret",
+    "webhook_url", "webhook_secret", "daily_cost", "monthly_cost",
 )
 _SELECT_KEY = f"SELECT {', '.join(_KEY_COLUMNS)} FROM client_keys"
 
@@ -358,6 +362,13 @@ def _migrate(db: sqlite3.Connection, version: int) -> None:
     for name, kind in WEBHOOK_KEY_COLUMNS if version < 5 else ():
         if name not in have_keys:
             db.execute(f"ALTER TABLE client_keys ADD COLUMN {name} {kind}")
+    for name, kind in COST_KEY_COLUMNS if version < 6 else ():
+        if name not in have_keys:
+            db.execute(f"ALTER TABLE client_keys ADD COLUMN {name} {kind}")
+    have_reservations = {row[1] for row in db.execute("PRAGMA table_info(reservations)")}
+    for name, kind in COST_COLUMNS if version < 6 else ():
+        if name not in have_reservations:
+            db.execute(f"ALTER TABLE reservations ADD COLUMN {name} {kind}")
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 

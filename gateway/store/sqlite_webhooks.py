@@ -2,7 +2,9 @@
 
 A claim is one `BEGIN IMMEDIATE` transaction that moves the due rows' `next_at` to the end of
 the claimer's lease and names it `holder`, so worker processes sharing the file never send
-one message at once; a dead claimer's rows come due again when its lease ends.
+one message at once; a dead claimer's rows come due again when its lease ends. Delivered rows
+are deleted KEEP_SECONDS after delivery (the deliverer prunes now and then), as Redis expires
+them; failed rows stay, listed for the admin.
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ class SQLiteWebhooks:
         rows = self._conn.execute(f"{_SELECT} WHERE state = 'failed' ORDER BY next_at DESC "
                                   "LIMIT ?", (limit,)).fetchall()
         return [_delivery(r) for r in rows]
+
+    async def prune_webhooks(self, before: float) -> int:
+        # A delivered row's next_at is when it was delivered; the (state, next_at) index
+        # finds them without a scan.
+        cursor = self._conn.execute("DELETE FROM webhook_outbox WHERE state = 'delivered' "
+                                    "AND next_at < ?", (before,))
+        return cursor.rowcount
 
     async def set_task_callback(self, task_id: str, url: str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO task_callbacks VALUES (?, ?)", (task_id, url))

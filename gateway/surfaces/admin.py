@@ -15,6 +15,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.keys.lifecycle import KeyLifecycle, usage_report
 from gateway.services import services_of
+from gateway.surfaces import admin_tasks
 from gateway.surfaces.http import json_response, parse_json, read_body, with_errors
 
 PREFIX = "/admin"
@@ -115,7 +116,7 @@ async def usage(request: Request, keys: KeyLifecycle, actor: str) -> Response:
     params = request.query_params
     report = await usage_report(services.store, since=params.get("from"),
                                 until=params.get("to"), key=params.get("key") or None,
-                                now=services.clock())
+                                now=services.clock(), currency=services.config.prices.currency)
     return json_response(report)
 
 
@@ -123,6 +124,8 @@ def routes() -> list[Route]:
     keys = PREFIX + "/keys"
     return [
         Route(PREFIX + "/usage", _admin(usage), methods=["GET"]),
+        Route(PREFIX + "/tasks", _admin(admin_tasks.recent_tasks), methods=["GET"]),
+        Route(PREFIX + "/stats", _admin(admin_tasks.stats), methods=["GET"]),
         Route(keys, _admin(create_key), methods=["POST"]),
         Route(keys, _admin(list_keys), methods=["GET"]),
         Route(keys + "/{name}", _admin(get_key), methods=["GET"]),

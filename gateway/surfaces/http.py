@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from gateway.errors import GatewayError, Surface
 from gateway.observability.logs import get_logger
+from gateway.observability.metrics import LIMIT_REASONS
 from gateway.observability.middleware import note
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -129,8 +130,10 @@ def with_errors(surface: Surface, handler: Handler) -> Handler:
             return await handler(request)
         except GatewayError as error:
             note(error_code=error.code)
-            if 400 <= error.status < 500 and error.status != 429:
-                request.app.state.services.metrics.reject(surface, error.code)
+            # An upstream's 429 passed on is not the caller's fault; a key's own limit is.
+            if 400 <= error.status < 500 and (error.status != 429
+                                              or error.code in LIMIT_REASONS):
+                request.app.state.services.metrics.reject(surface, error.code, error.param)
             return error_response(error, surface)
         except ClientDisconnect:
             # The client closed the connection mid-body: nobody to answer, nothing broken.

@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, UpstreamBadResponse
+from gateway.keys.prices import MICROS
+from gateway.observability.metrics import cost_currency
 from gateway.seedance import FINISHED_STATUSES, regresses
 from gateway.services import Services
 from gateway.store.base import MAX_COUNT, TaskRecord
@@ -96,7 +98,11 @@ async def learn(services: Services, record: TaskRecord, task: dict[str, Any],
     finishing = status in FINISHED_STATUSES and not record.terminal
     if finishing:
         billed = _observe_finished(services, record, task)
-        await services.store.settle(record.task_id, billed)
+        cost = await services.store.settle(record.task_id, billed)
+        if cost:  # this call settled a priced task: its real cost, counted once
+            currency = services.config.prices.currency
+            services.metrics.cost.labels(services.metrics.model(record.model), record.owner,
+                                         cost_currency(currency)).inc(cost / MICROS)
     # Every new answer is kept, not just a new status: a poll the record answers returns the
     # upstream's last bytes, and a finished task's answer changes only by freshly signed URLs.
     if status != record.status or body != record.task_json:

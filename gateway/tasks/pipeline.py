@@ -19,6 +19,8 @@ from gateway.catalog import ModelSpec
 from gateway.errors import GatewayError, Surface, not_found_task
 from gateway.keys.auth import ClientIdentity
 from gateway.keys.policy import estimate_tokens
+from gateway.keys.prices import has_video_input, price_per_million
+from gateway.observability.logs import get_logger
 from gateway.observability.middleware import note
 from gateway.services import Services
 from gateway.store.base import TaskRecord
@@ -34,6 +36,8 @@ from gateway.tasks.polls import Polled, poll, refresh  # a poll (GET) of a task,
 from gateway.translate.seedance_validation import validate_create
 from gateway.upstream import UpstreamReply
 from gateway.webhooks.ark_callbacks import with_ark_callback  # the optional fast path
+
+log = get_logger("gateway.tasks")
 
 __all__ = ["Created", "NewTask", "Polled", "UpstreamError", "admit", "cancel", "create",
            "owned", "poll", "refresh"]
@@ -96,7 +100,12 @@ async def create(services: Services, identity: ClientIdentity, task: NewTask, *,
             return _replayed(services, task, claimed.record)
         claim = claimed
     try:
-        reservation = await services.policy.hold(identity, spec, estimate_tokens(spec, task.body))
+        # Priced as Ark will bill it: the model's price, its video-input price if the content
+        # holds a video (gateway/keys/prices.py).
+        price = price_per_million(services.config.prices, spec.upstream_model,
+                                  video_input=has_video_input(task.body))
+        reservation = await services.policy.hold(identity, spec, estimate_tokens(spec, task.body),
+                                                 price=price)
     except BaseException:
         if claim is not None:
             await claim.give_up(None)
@@ -175,10 +184,13 @@ async def cancel(
         # asked for that, and the upstream no longer has it. The 404 is still forwarded.
         await services.store.note_upstream_404(record.task_id, now=services.clock(),
                                                deleting=True)
+        if record.terminal:  # the gateway's own copy goes with the record
+            await _forget_archive(services, record.task_id)
     if reply.status != 200:
         raise upstream_failure(reply)
     if record.terminal:
         await services.store.mark_deleted(record.task_id)
+        await _forget_archive(services, record.task_id)
     else:
         now = int(services.clock())
         await services.store.settle(record.task_id, 0)  # cancelled while queued: no bill
@@ -191,3 +203,15 @@ async def cancel(
         record.task_json = task_json
         await finished.task_finished(services, record, orjson.loads(task_json))
     return reply
+
+
+async def _forget_archive(services: Services, task_id: str) -> None:
+    """A deleted video is not served from the archive. The task is deleted already: a result
+    store that fails here is logged, not the caller's error (retention removes the files)."""
+    if services.archive is None:
+        return
+    try:
+        await services.archive.forget(task_id)
+    except Exception as exc:
+        log.warning("archive_forget_failed", task_id=task_id,
+                    error=f"{type(exc).__name__}: {exc}")

@@ -20,6 +20,17 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
+def is_secret(value: str) -> bool:
+    """`whsec_` + standard base64 of at least 24 bytes (what receivers' libraries decode)."""
+    if not value.startswith(SECRET_PREFIX):
+        return False
+    try:
+        key = base64.b64decode(value.removeprefix(SECRET_PREFIX), validate=True)
+    except ValueError:  # binascii.Error is a ValueError
+        return False
+    return len(key) >= 24
+
+
 def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """`v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the secret's bytes."""
     key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
