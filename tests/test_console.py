@@ -175,6 +175,16 @@ def test_admin_and_member_use_the_console(console_gateway: ServerThread,
         # Revoked: the key stops working at once.
         page.get_by_test_id("key-revoke-carol").click()
         expect(page.get_by_test_id("key-state-carol")).to_have_text("revoked")
+
+        # The API, readable by people: /docs lays out /openapi.json.
+        page.get_by_test_id("api-docs").click()
+        expect(page.get_by_test_id("docs-status")).to_contain_text("operations")
+        operations = page.get_by_test_id("operation")
+        expect(operations.filter(has_text="GET /v1/models")).to_have_count(2)
+        assert operations.count() >= 30
+        operations.filter(has_text="POST /v1/videos").first.click()
+        expect(operations.filter(has_text="POST /v1/videos").first).to_contain_text(
+            "multipart/form-data")
         browser.close()
     assert errors == [] and elsewhere == []
     for gone in (old_key, carol_key):  # rotated, then revoked

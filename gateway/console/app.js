@@ -297,12 +297,12 @@ function drawChart(usage) {
     if (day) day.set(row.key, (day.get(row.key) || 0) + row.tokens);
   }
   const totals = days.map((d) => [...byDay.get(d).values()].reduce((a, b) => a + b, 0));
-  const top = Math.max(1, ...totals);
+  const top = 2 * Math.ceil(Math.max(1, ...totals) / 2);  // even: the middle line is whole
   const width = 760, height = 220, left = 56, bottom = 28, plot = height - bottom - 10;
   const step = (width - left - 8) / days.length;
   const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img",
     "aria-label": "Tokens per member per day" });
-  for (const frac of [0, 0.5, 1]) {
+  for (const frac of members.length ? [0, 0.5, 1] : [0]) {  // no usage: just the baseline
     const y = 10 + plot * (1 - frac);
     svg.append(s("line", { x1: left, x2: width - 4, y1: y, y2: y, class: "grid" }),
       s("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "axis" },

@@ -1,4 +1,5 @@
-"""The web console: static files from gateway/console/ at /console, and `/` redirecting there.
+"""The web console: static files from gateway/console/ at /console, `/` redirecting there, and
+`/docs`, the OpenAPI document as a page.
 
 No build step and nothing fetched from elsewhere (the page works offline): the browser loads
 index.html, style.css and app.js (a module) from the gateway, and app.js calls the same JSON
@@ -52,7 +53,7 @@ def routes() -> list[Route]:
         body, media_type, etag = found
         # The page is never cached, so a new release's page names its assets at once; the
         # assets may be kept an hour and are revalidated by ETag after that.
-        cache = "no-store" if name == "index.html" else "public, max-age=3600"
+        cache = "no-store" if name.endswith(".html") else "public, max-age=3600"
         headers = {**_COMMON, "cache-control": cache, "etag": etag}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
@@ -65,6 +66,9 @@ def routes() -> list[Route]:
     async def asset(request: Request) -> Response:
         return serve(request.path_params["name"], request)
 
+    async def api_docs(request: Request) -> Response:
+        return serve("docs.html", request)  # /openapi.json, readable by people
+
     async def root(request: Request) -> Response:
         return RedirectResponse("/console", 307)
 
@@ -73,4 +77,5 @@ def routes() -> list[Route]:
         Route("/console", with_errors("native", index), methods=["GET", "HEAD"]),
         Route("/console/", with_errors("native", index), methods=["GET", "HEAD"]),
         Route("/console/{name}", with_errors("native", asset), methods=["GET", "HEAD"]),
+        Route("/docs", with_errors("native", api_docs), methods=["GET", "HEAD"]),
     ]
