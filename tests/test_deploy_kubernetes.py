@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from tests.test_deploy import (
     PROMETHEUS,
     ROOT,
     env_references,
+    kubectl,
     load_yaml,
     run_promtool,
 )
@@ -55,16 +54,6 @@ INSTALLS = {
 
 
 # --- rendering -------------------------------------------------------------------------------
-
-
-def kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        hint = "kubectl is not installed: apt-get install -y --no-install-recommends kubectl"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"{hint} (CI is set, so the kustomize checks may not be skipped)")
-        pytest.skip(hint)
-    return path
 
 
 @functools.cache
