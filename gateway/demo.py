@@ -121,6 +121,8 @@ def banner(base: str, client_keys: Sequence[str], *, simulator: str | None,
         *(f"  client key {i}: {k}" for i, k in enumerate(client_keys, start=1)),
         *([f"  admin key:    {admin_key}   (POST {base}/admin/keys, GET {base}/admin/usage)"]
           if admin_key else []),
+        f"  web console:  {base}/   (sign in with the admin key or a client key; "
+        f"the API: {base}/docs)",
         *([f"  webhooks:     task events to {webhook[0]}, signed with {webhook[1]}"]
           if webhook else []),
         *([f"  simulator:    `curl -X POST {simulator}/_sim/stop` stops it; finished videos "

@@ -44,6 +44,7 @@ def test_demo_webhook_arrives_and_the_video_outlives_the_simulator(tmp_path: Pat
         assert secret and stop_url, banner
         assert "export GATEWAY_KEY=sgw-demo-webhooks" in banner
         assert 'OpenAI(base_url="' + demo.url + '/v1"' in banner  # the OpenAI snippet
+        assert f"web console:  {demo.url}/" in banner
 
         client = OpenAI(base_url=demo.url + "/v1", api_key="sgw-demo-webhooks", max_retries=0)
         video = client.videos.create_and_poll(model="sora-2", prompt="a lighthouse",
