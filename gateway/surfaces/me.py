@@ -19,10 +19,11 @@ from starlette.routing import Route
 
 from gateway.keys.auth import ClientIdentity
 from gateway.keys.prices import budget_micros, money
-from gateway.services import Services, caller_of, services_of
+from gateway.services import caller_of, services_of
 from gateway.store.base import UsageRow
 from gateway.surfaces.http import json_response, with_errors
 from gateway.surfaces.models import usable_models
+from gateway.webhooks.outbox import key_webhook
 
 PATH = "/me"
 
@@ -52,7 +53,7 @@ async def me(request: Request) -> Response:
         },
         "currency": services.config.prices.currency,
         "in_flight": await services.store.in_flight(identity.name),
-        "webhook_url": _webhook_url(services, identity),
+        "webhook_url": (await key_webhook(services, identity.name))[0],
     })
 
 
@@ -85,15 +86,6 @@ def _money_left(limit: float | None, used: int | None) -> float | None:
     """Compared in millionths, as the stores compare it."""
     allowed = budget_micros(limit)
     return None if allowed is None else money(max(allowed - (used or 0), 0))
-
-
-def _webhook_url(services: Services, identity: ClientIdentity) -> str | None:
-    if identity.policy is not None and identity.policy.digest:
-        return identity.policy.webhook_url  # a stored key
-    for key in services.config.client_keys:
-        if key.name == identity.name:
-            return key.webhook_url
-    return None
 
 
 def routes() -> list[Route]:
